@@ -1,0 +1,3 @@
+from hwclf.cli import main
+import sys
+sys.exit(main())

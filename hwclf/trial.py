@@ -1,0 +1,231 @@
+"""One trial: blur the data at one kernel, train one architecture from one seed, test at every blur level.
+
+No Ray here. The caller passes a `report(metrics, checkpoint_dir)` hook that is called after every epoch
+and once at the end (with `evaluation.json` in the checkpoint), exactly the shape of `ray.tune.report`,
+so the Ray driver and the `hwclf train` CLI run the same code. A trial given a checkpoint directory
+continues from the epoch after it, and ends with the same number of epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hwclf.blur import blur
+from hwclf.config import TrialConfig
+from hwclf.data import Dataset, load_dataset, subset_per_class, train_val_split
+
+ReportFn = Callable[[dict, "Path | None"], None]
+
+WEIGHTS_FILE = "model.weights.h5"
+OPTIMIZER_FILE = "optimizer.npz"  # Adam's moments and step count: resuming without them is a restart
+BEST_FILE = "best.weights.h5"
+STATE_FILE = "state.json"
+EVALUATION_FILE = "evaluation.json"
+SCHEMA = "hwclf.trial/1"
+
+
+def configure_backend(threads: int = 0) -> None:
+    """CPU thread budget and GPU memory growth, before the backend runs its first op.
+
+    Several trials share a machine: without a thread cap each TF runtime takes every core and they
+    oversubscribe; without memory growth the first trial on a shared GPU takes all its memory.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    try:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # runtime already initialised in this process (e.g. a second trial in tests): keep its settings
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    return (images.astype(np.float32) / 255.0)[..., None]
+
+
+def prepare_data(cfg: TrialConfig, data: Dataset):
+    """The trial's own copy: optional per-class subset, stratified validation split, blur at cfg.blur."""
+    idx = np.arange(len(data.y_train))
+    if cfg.per_class:
+        idx = subset_per_class(data.y_train, cfg.per_class, cfg.seed)
+    tr, va = train_val_split(data.y_train[idx], cfg.val_fraction, cfg.seed)
+    tr, va = idx[tr], idx[va]
+    x_train = to_model_input(blur(data.x_train[tr], cfg.blur, cfg.blur_kind))
+    x_val = to_model_input(blur(data.x_train[va], cfg.blur, cfg.blur_kind))
+    return x_train, data.y_train[tr], x_val, data.y_train[va]
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, num_classes: int, writers: np.ndarray | None = None,
+             batch_size: int = 1024) -> dict:
+    """Accuracy, balanced accuracy, loss, per-class recall, confusion and per-writer counts on one set."""
+    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    pred = probs.argmax(axis=1)
+    p_true = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
+    confusion = np.bincount(y * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    support = confusion.sum(axis=1)
+    recall = np.divide(np.diag(confusion), support, out=np.full(num_classes, np.nan), where=support > 0)
+    out = {
+        "accuracy": float((pred == y).mean()),
+        "balanced_accuracy": float(np.nanmean(recall)),
+        "loss": float(-np.log(p_true).mean()),
+        "per_class_accuracy": [None if np.isnan(r) else float(r) for r in recall],
+        "confusion": confusion.tolist(),
+        "per_writer": None,
+    }
+    if writers is not None:
+        correct = pred == y
+        out["per_writer"] = {str(w): [int(correct[writers == w].sum()), int((writers == w).sum())]
+                             for w in np.unique(writers)}
+    return out
+
+
+def save_weights_and_optimizer(model, directory: Path) -> None:
+    model.save_weights(directory / WEIGHTS_FILE)
+    values = {f"v{i:04d}": np.asarray(v.numpy() if hasattr(v, "numpy") else v) for i, v in enumerate(model.optimizer.variables)}
+    np.savez(directory / OPTIMIZER_FILE, **values)
+
+
+def restore_weights_and_optimizer(model, directory: Path) -> None:
+    """Weights, then Adam's state by position (the same architecture gives the same variable order)."""
+    model.load_weights(directory / WEIGHTS_FILE)
+    opt_path = directory / OPTIMIZER_FILE
+    if not opt_path.is_file():
+        return
+    model.optimizer.build(model.trainable_variables)
+    saved = np.load(opt_path)
+    variables = model.optimizer.variables
+    if len(saved.files) != len(variables):
+        raise ValueError(f"{opt_path}: {len(saved.files)} optimizer variables saved, model has {len(variables)}")
+    for i, var in enumerate(variables):
+        var.assign(saved[f"v{i:04d}"])
+
+
+def _load_state(resume_from: Path | None) -> dict | None:
+    if resume_from is None:
+        return None
+    resume_from = Path(resume_from)
+    state_path = resume_from / STATE_FILE
+    if not state_path.is_file() or not (resume_from / WEIGHTS_FILE).is_file():
+        return None
+    return json.loads(state_path.read_text())
+
+
+def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | None = None,
+              resume_from: str | os.PathLike | None = None, verbose: int = 0) -> dict:
+    """Train and evaluate one configuration; returns the evaluation dict (docs/results-format.md)."""
+    started = time.perf_counter()
+    configure_backend(cfg.threads)
+    import keras
+
+    from hwclf.models import build_model, compile_model, count_params, training_flops_per_image
+
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_dir)
+    keras.utils.set_random_seed(cfg.seed)
+    x_train, y_train, x_val, y_val = prepare_data(cfg, data)
+
+    model = compile_model(build_model(cfg.arch, data.num_classes, se_ratio=cfg.se_ratio), cfg.learning_rate)
+    state = _load_state(resume_from)
+    if state is not None:
+        restore_weights_and_optimizer(model, Path(resume_from))
+        # The shuffling stream of an uninterrupted run cannot be recovered; make the resumed one repeatable.
+        keras.utils.set_random_seed(cfg.seed + 1000 * state["epoch"])
+    else:
+        state = {"epoch": 0, "history": [], "best_val_accuracy": -1.0, "best_epoch": 0, "train_time_s": 0.0}
+    resumed_from_epoch = state["epoch"]
+    report = report or (lambda metrics, checkpoint_dir: None)
+    scratch = Path(tempfile.mkdtemp(prefix="hwclf-ckpt-"))
+    best_src = Path(resume_from) / BEST_FILE if resume_from and state["epoch"] else None
+
+    def save_checkpoint() -> Path:
+        ckpt = scratch / f"epoch_{state['epoch']:04d}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        save_weights_and_optimizer(model, ckpt)
+        if cfg.eval_weights == "best" and best_weights_path.is_file():
+            shutil.copy2(best_weights_path, ckpt / BEST_FILE)
+        (ckpt / STATE_FILE).write_text(json.dumps(state))
+        return ckpt
+
+    best_weights_path = scratch / BEST_FILE
+    if best_src is not None and best_src.is_file():
+        shutil.copy2(best_src, best_weights_path)
+
+    class EpochHook(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            dt = time.perf_counter() - self.t0
+            logs = logs or {}
+            row = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
+                   "accuracy": float(logs.get("accuracy", np.nan)),
+                   "val_loss": float(logs.get("val_loss", np.nan)),
+                   "val_accuracy": float(logs.get("val_accuracy", np.nan)),
+                   "epoch_time_s": dt, "images_per_s": len(y_train) / dt if dt > 0 else None}
+            state["epoch"] = epoch + 1
+            state["history"].append(row)
+            state["train_time_s"] += dt
+            if row["val_accuracy"] > state["best_val_accuracy"]:
+                state["best_val_accuracy"], state["best_epoch"] = row["val_accuracy"], epoch + 1
+                if cfg.eval_weights == "best":
+                    model.save_weights(best_weights_path)
+            ckpt = save_checkpoint()
+            report(dict(row), ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+    if state["epoch"] < cfg.epochs:
+        model.fit(x_train, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs, initial_epoch=state["epoch"],
+                  validation_data=(x_val, y_val), callbacks=[EpochHook()], verbose=verbose, shuffle=True)
+
+    evaluated_epoch = state["epoch"]
+    if cfg.eval_weights == "best" and best_weights_path.is_file():
+        model.load_weights(best_weights_path)
+        evaluated_epoch = state["best_epoch"]
+    tests = []
+    for level in cfg.test_blur:
+        x_test = to_model_input(blur(data.x_test, level, cfg.blur_kind))
+        tests.append({"test_blur": level, **evaluate(model, x_test, data.y_test, data.num_classes, data.writers_test)})
+
+    evaluation = {
+        "schema": SCHEMA,
+        "config": cfg.to_dict(),
+        "dataset": {**{k: v for k, v in data.describe().items() if k != "source"},
+                    "n_train": int(len(y_train)), "n_val": int(len(y_val))},
+        "model": {"params": count_params(model), "train_flops_per_image": training_flops_per_image(model)},
+        "history": state["history"],
+        "evaluated_weights": cfg.eval_weights,
+        "evaluated_epoch": evaluated_epoch,
+        "test": tests,
+        "train_time_s": state["train_time_s"],
+        "wall_time_s": time.perf_counter() - started,
+        "resumed_from_epoch": resumed_from_epoch,
+        "epochs_run": state["epoch"] - resumed_from_epoch,
+        "host": platform.node(),
+        "backend": keras.backend.backend(),
+    }
+    final = {"done_training": True, "epoch": state["epoch"]}
+    for t in tests:
+        k = f"{t['test_blur']:g}"
+        final.update({f"test_accuracy_b{k}": t["accuracy"], f"test_balanced_accuracy_b{k}": t["balanced_accuracy"],
+                      f"test_loss_b{k}": t["loss"]})
+    ckpt = save_checkpoint()
+    (ckpt / EVALUATION_FILE).write_text(json.dumps(evaluation))
+    report(final, ckpt)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return evaluation
