@@ -71,3 +71,27 @@ def filesystem(path: str | os.PathLike):
     if is_uri(path):
         return pafs.FileSystem.from_uri(str(path))
     return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Atomic for a local path; one whole-object put for a URI (object stores have no half-written files)."""
+    if not is_uri(path):
+        atomic_write_bytes(path, data)
+        return
+    fs, inner = filesystem(path)
+    fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(inner) as f:
+        f.write(data)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    fs, inner = filesystem(path)
+    with fs.open_input_stream(inner) as f:
+        return f.read()
+
+
+def exists(path: str | os.PathLike) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, inner = filesystem(path)
+    return fs.get_file_info(inner).type != pafs.FileType.NotFound

@@ -1,0 +1,1 @@
+"""Ray Tune driver for hwclf sweeps: the only place that imports Ray."""

@@ -1,0 +1,303 @@
+"""Ray Tune driver: one trial per blur kernel x architecture x seed, then the report.
+
+    python sweep/run.py --preset demo                      # this machine, a few minutes
+    ray submit cluster/aws-gpu.yaml sweep/run.py -- --preset emnist-full --storage s3://BUCKET/hwclf
+    python sweep/run.py --preset demo --resume             # finish an interrupted sweep
+
+Connects to a running Ray cluster when there is one (`ray submit`, `ray job submit`, RAY_ADDRESS), else
+starts Ray on this machine. Trials checkpoint every epoch; a failed trial is retried from its last
+checkpoint (`max_failures`), and `--resume` restores an interrupted sweep and runs only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script (python sweep/run.py): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hwclf.config import SweepConfig  # noqa: E402
+from hwclf.errors import UserError  # noqa: E402
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+SWEEP_FILE = "hwclf-sweep.json"
+SAMPLES_FILE = "samples.png"
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_config(args) -> SweepConfig:
+    if args.config and args.preset:
+        raise UserError("give --config FILE or --preset NAME, not both")
+    if args.config:
+        cfg = SweepConfig.from_yaml(args.config)
+    else:
+        name = args.preset or "demo"
+        if name not in presets():
+            raise UserError(f"--preset: unknown value {name!r}; allowed: {', '.join(presets())}")
+        cfg = SweepConfig.from_yaml(CONFIG_DIR / f"{name}.yaml")
+    return cfg.replace(
+        name=args.name, train_blur=args.blur, archs=args.archs, seeds=args.seeds, epochs=args.epochs,
+        storage=args.storage, data_dir=args.data_dir, per_class=args.per_class, test_blur=args.test_blur,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures,
+        max_concurrent=args.max_concurrent,
+    )
+
+
+def storage_root(cfg: SweepConfig) -> str:
+    """Ray needs an absolute path or a URI (a relative storage path fails, ray#42968)."""
+    from hwclf.io import is_uri
+
+    return cfg.storage if is_uri(cfg.storage) else str(Path(cfg.storage).expanduser().resolve())
+
+
+def experiment_path(cfg: SweepConfig) -> str:
+    root = storage_root(cfg)
+    return f"{root.rstrip('/')}/{cfg.name}"
+
+
+def environment(cfg: SweepConfig) -> dict:
+    import cv2
+    import numpy
+    import ray
+
+    def version(module: str) -> str | None:
+        try:
+            from importlib.metadata import version as v
+
+            return v(module)
+        except Exception:
+            return None
+
+    repo = Path(__file__).resolve().parent.parent
+    commit = dirty = None
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        if commit:
+            dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                        capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    resources = ray.cluster_resources() if ray.is_initialized() else {}
+    return {
+        "hwclf": version("hwclf"), "python": platform.python_version(), "tensorflow": version("tensorflow"),
+        "keras": version("keras"), "ray": ray.__version__, "numpy": numpy.__version__, "opencv": cv2.__version__,
+        "git_commit": commit, "git_dirty": dirty, "host": platform.node(), "platform": platform.platform(),
+        "cpus": int(resources.get("CPU", os.cpu_count() or 0)), "gpus": int(resources.get("GPU", 0)),
+        "nodes": len([n for n in ray.nodes() if n.get("Alive")]) if ray.is_initialized() else 1,
+    }
+
+
+def write_sweep_json(path: str, record: dict) -> None:
+    import json
+
+    from hwclf.io import to_json, write_bytes
+
+    write_bytes(f"{path}/{SWEEP_FILE}", (json.dumps(json.loads(to_json(record)), indent=2) + "\n").encode())
+
+
+def connect_ray(address: str | None, num_cpus: int | None) -> str:
+    """Join the running cluster if there is one, else start Ray here; returns a word for the log."""
+    import ray
+
+    if ray.is_initialized():
+        return "already connected"
+    quiet = {"log_to_driver": True, "configure_logging": True, "logging_level": "warning"}
+    if address:
+        ray.init(address=address, **quiet)
+        return f"cluster at {address}"
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(**quiet)
+        return f"cluster at {os.environ['RAY_ADDRESS']}"
+    try:
+        ray.init(address="auto", **quiet)
+        return "running cluster (auto)"
+    except (ConnectionError, RuntimeError):
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+        return "local Ray on this machine"
+
+
+def make_trainable(cfg: SweepConfig, dataset):
+    from ray import tune
+
+    from sweep.trainable import train_one
+
+    resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(train_one, data=dataset), resources)
+
+
+def param_space(cfg: SweepConfig) -> dict:
+    from ray import tune
+
+    threads = cfg.threads_per_trial or max(1, math.ceil(cfg.cpus_per_trial))
+    base = cfg.trial_config(cfg.archs[0], cfg.train_blur[0], cfg.seeds[0], threads=threads).to_dict()
+    base.update({"arch": tune.grid_search(list(cfg.archs)), "blur": tune.grid_search(list(cfg.train_blur)),
+                 "seed": tune.grid_search(list(cfg.seeds))})
+    return base
+
+
+def build_tuner(cfg: SweepConfig, dataset, exp_path: str, resume: bool, total: int):
+    from ray import tune
+
+    from sweep.progress import TrialLines, trial_dirname, trial_name
+
+    trainable = make_trainable(cfg, dataset)
+    if resume:
+        if not tune.Tuner.can_restore(exp_path):
+            raise UserError(f"--resume: nothing to resume at {exp_path} (no Tune experiment state there)")
+        return tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                                  param_space=param_space(cfg))
+    run_config = tune.RunConfig(
+        name=cfg.name,
+        storage_path=storage_root(cfg),
+        failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[TrialLines(total)],
+        verbose=1,
+    )
+    tune_config = tune.TuneConfig(
+        num_samples=1,  # seed is an explicit grid axis; repeating the grid would duplicate seeds
+        max_concurrent_trials=cfg.max_concurrent or None,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname,
+        reuse_actors=False,  # a fresh process per trial: its own TF runtime, thread budget and seed
+    )
+    return tune.Tuner(trainable, param_space=param_space(cfg), tune_config=tune_config, run_config=run_config)
+
+
+def check_fresh_start(exp_path: str, args) -> None:
+    from hwclf.io import exists, is_uri
+
+    if not exists(f"{exp_path}/{SWEEP_FILE}") and not (not is_uri(exp_path) and Path(exp_path).is_dir()
+                                                        and any(Path(exp_path).iterdir())):
+        return
+    if args.fresh:
+        if is_uri(exp_path):
+            raise UserError(f"--fresh: will not delete {exp_path}; remove it yourself or pick another --name")
+        shutil.rmtree(exp_path)
+        return
+    raise UserError(f"{exp_path} already holds a sweep: --resume to finish it, --fresh to delete it and start "
+                    f"over, or --name NEW for another")
+
+
+def run(args) -> int:
+    started = time.time()
+    cfg = load_config(args)
+    exp_path = experiment_path(cfg)
+    if not args.resume:
+        check_fresh_start(exp_path, args)
+
+    from hwclf.data import load_dataset  # fail on bad data before Ray starts anything
+
+    print(f"hwclf sweep '{cfg.name}': {cfg.dataset}, {cfg.blur_kind} blur {list(cfg.train_blur)} x "
+          f"{len(cfg.archs)} archs x {len(cfg.seeds)} seeds = {len(cfg.grid())} trials, {cfg.epochs} epochs each",
+          flush=True)
+    dataset = load_dataset(cfg.dataset, cfg.data_dir)
+    print(f"data: {dataset.name}, {len(dataset.y_train):,} train / {len(dataset.y_test):,} test, "
+          f"sha256:{dataset.fingerprint[:16]}…", flush=True)
+
+    how = connect_ray(args.address, args.num_cpus)
+    import ray
+
+    print(f"ray: {how}; resources {ray.cluster_resources().get('CPU', 0):g} CPU, "
+          f"{ray.cluster_resources().get('GPU', 0):g} GPU; per trial {cfg.cpus_per_trial:g} CPU, "
+          f"{cfg.gpus_per_trial:g} GPU", flush=True)
+    print(f"results: {exp_path}", flush=True)
+
+    from hwclf.preview import preview_png
+    from hwclf.io import write_bytes
+
+    record = {
+        "schema": "hwclf.sweep/1", "config": cfg.to_dict(), "grid": cfg.grid(), "dataset": dataset.describe(),
+        "environment": environment(cfg), "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": None, "wall_time_s": None, "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+    }
+    if args.resume:
+        record["resumed_at"] = record.pop("started_at")
+    write_sweep_json(exp_path, record)
+    write_bytes(f"{exp_path}/{SAMPLES_FILE}", preview_png(
+        dataset.x_test, dataset.y_test, dataset.classes, cfg.test_blur, cfg.blur_kind,
+        title=f"{dataset.name} test images at each {cfg.blur_kind} blur level"))
+
+    total = len(cfg.grid())
+    tuner = build_tuner(cfg, dataset, exp_path, args.resume, total)
+    results = tuner.fit()
+
+    n_err = results.num_errors
+    n_ok = sum(1 for r in results if r.error is None and (r.metrics or {}).get("done_training"))
+    wall = time.time() - started
+    record.update({"finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "wall_time_s": wall,
+                   "trials_complete": n_ok, "trials_failed": n_err})
+    write_sweep_json(exp_path, record)
+    print(f"\nsweep '{cfg.name}' finished: {n_ok}/{total} trials complete, {n_err} failed, "
+          f"wall time {wall / 60:.1f} min", flush=True)
+    if n_err:
+        for r in results.errors:
+            print(f"  failed: {str(r).splitlines()[0][:160]}", flush=True)
+
+    if not args.no_report:
+        from hwclf.report import write_report
+
+        report = write_report(exp_path)
+        print(f"report: {report}", flush=True)
+    return 0 if n_err == 0 and n_ok == total else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sweep/run.py", description="Ray Tune sweep: blur x architecture x seed.")
+    g = p.add_argument_group("what to run")
+    g.add_argument("--preset", help=f"a config in sweep/configs ({', '.join(presets())}); default demo")
+    g.add_argument("--config", help="a sweep config YAML file")
+    g.add_argument("--name", help="experiment name (directory under storage)")
+    g.add_argument("--blur", help="train blur levels, e.g. 0,5,10,20,30")
+    g.add_argument("--test-blur", help="test blur levels (default: 0 and every train level)")
+    g.add_argument("--archs", help="architectures, e.g. basic,resnet_se")
+    g.add_argument("--seeds", help="seeds, e.g. 0,1,2")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--per-class", type=int, help="at most this many training images per class")
+    g.add_argument("--data-dir", help="dataset directory (default $HWCLF_DATA_DIR)")
+    g.add_argument("--storage", help="results root: a path (made absolute) or s3:// / gs:// URI (default results)")
+    r = p.add_argument_group("where and how")
+    r.add_argument("--address", help="Ray cluster address (default: a running cluster if any, else local Ray)")
+    r.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    r.add_argument("--cpus-per-trial", type=float)
+    r.add_argument("--gpus-per-trial", type=float)
+    r.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
+    r.add_argument("--max-failures", type=int, help="retries per trial, each from its last checkpoint")
+    r.add_argument("--resume", action="store_true", help="finish an interrupted sweep of the same name")
+    r.add_argument("--fresh", action="store_true", help="delete an existing local sweep of the same name first")
+    r.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.resume and args.fresh:
+        print("sweep: error: --resume and --fresh contradict each other", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except UserError as e:
+        print(f"sweep: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sweep: interrupted; finish it later with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The Tune trainable: one small function around `hwclf.trial.run_trial`.
+
+Ray Tune calls it once per (arch, blur, seed) cell with that cell's trial config; the raw dataset comes
+through `tune.with_parameters` (in the object store once, shared by all trials) and each trial blurs its
+own copy. Every epoch reports its metrics with a checkpoint; a retried trial continues from the last one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before TensorFlow is imported in this worker: quiet its start-up logs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FAULT_ENV = "HWCLF_FAULT_INJECT"
+
+
+def _maybe_inject_fault(config: dict, epoch: int) -> None:
+    """Crash a trial once, for the fault-tolerance tests: HWCLF_FAULT_INJECT="<epoch>:<marker dir>[:exit]".
+
+    After reporting `epoch`, the first attempt of each trial raises (or, with `:exit`, kills its worker
+    process); a marker file per trial makes the retry run on. Unset in normal use.
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    parts = spec.split(":")
+    at_epoch, marker_dir = int(parts[0]), Path(parts[1])
+    if epoch != at_epoch:
+        return
+    marker = marker_dir / f"crashed-{config['arch']}-b{config['blur']}-s{config['seed']}"
+    if marker.exists():
+        return
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(epoch))
+    if len(parts) > 2 and parts[2] == "exit":
+        os._exit(1)
+    raise RuntimeError(f"injected fault after epoch {epoch} ({FAULT_ENV})")
+
+
+def train_one(config: dict, data=None) -> None:
+    from ray import tune
+
+    from hwclf.config import TrialConfig
+    from hwclf.trial import run_trial
+
+    cfg = TrialConfig.from_dict(config)
+
+    def report(metrics: dict, checkpoint_dir: Path | None) -> None:
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
+        if "done_training" not in metrics:
+            _maybe_inject_fault(config, metrics["epoch"])
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_trial(cfg, data, report=report)
+    else:
+        with checkpoint.as_directory() as resume_from:
+            run_trial(cfg, data, report=report, resume_from=resume_from)
