@@ -7,8 +7,9 @@ OpenCV's default for that sigma.
 
 Border: OpenCV's default BORDER_REFLECT_101 (the image is mirrored without repeating the edge pixel:
 ... 2 1 | 0 1 2 ... | ... n-2 n-1 | n-2 ...), reflected again as often as a wide kernel needs.
-Even k: the window has no centre pixel; OpenCV anchors it at k // 2, so it covers [x - k/2, x + k/2 - 1]
-and the blurred letter shifts by half a pixel towards the top-left.
+Even k: the window has no centre pixel; OpenCV anchors it at k // 2, so output pixel x averages
+[x - k/2, x + k/2 - 1], a window centred at x - 1/2: the blurred letter moves half a pixel towards the
+bottom-right (a dot at 14 spreads over 13..16, centred at 14.5).
 
 Speed: OpenCV filters each channel of an image independently, so the batch is laid out as the channels of
 one image (28 x 28 x up to 128) and filtered in one call per 128 images; no Python loop per image.

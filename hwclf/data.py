@@ -164,6 +164,15 @@ def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
 
 
+def ekd_cache_file() -> Path:
+    """Where extra-keras-datasets left EMNIST: the Keras cache, or /tmp/.keras where Keras falls back
+    when the Keras home is not writable."""
+    for d in (keras_cache_dir(), Path("/tmp/.keras/datasets")):
+        if (d / EKD_CACHE_NAME).is_file():
+            return d / EKD_CACHE_NAME
+    return keras_cache_dir() / EKD_CACHE_NAME
+
+
 def read_ekd_cache(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """EMNIST letters from the extra-keras-datasets cache file (EMNIST's matlab.zip under another name)."""
     import zipfile
@@ -211,7 +220,7 @@ def download_emnist_letters() -> Path:
             emnist.load_data(type="letters")
         finally:
             os.chdir(cwd)
-    return keras_cache_dir() / EKD_CACHE_NAME
+    return ekd_cache_file()
 
 
 def _missing_emnist_message(dirs: list[Path]) -> str:
@@ -233,7 +242,7 @@ def load_emnist_letters(data_dir=None, download: bool = True) -> Dataset:
     if dirs and data_dir is not None:
         raise UserError(f"--data-dir {dirs[0]}: no emnist-letters-{{train,test}}-{{images-idx3,labels-idx1}}-ubyte.gz "
                         f"files there (official EMNIST file names, gzip or not)")
-    cache = keras_cache_dir() / EKD_CACHE_NAME
+    cache = ekd_cache_file()
     if not cache.is_file() and download:
         try:
             cache = download_emnist_letters()

@@ -1,0 +1,96 @@
+"""Configs are validated once, at the edge, with messages that name the field and the allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwclf.config import SweepConfig, TrialConfig, parse_number_list
+from hwclf.errors import UserError
+
+
+def test_trial_defaults_test_at_clean_and_own_blur():
+    cfg = TrialConfig(blur=5)
+    assert cfg.test_blur == (0, 5)
+    assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"arch": "vgg"}, "arch: unknown value 'vgg'; allowed: basic"),
+    ({"epochs": 0}, "epochs: must be >= 1, got 0"),
+    ({"batch_size": -4}, "batch_size: must be >= 1"),
+    ({"blur": -1}, "blur: -1 is negative"),
+    ({"blur": 2.5}, "not a whole number"),
+    ({"dataset": "mnist"}, "dataset: unknown value 'mnist'; allowed: digits, emnist-letters, femnist-letters"),
+    ({"eval_weights": "middle"}, "eval_weights: unknown value 'middle'; allowed: last, best"),
+    ({"val_fraction": 0.9}, "val_fraction: must be > 0 and <= 0.5"),
+    ({"test_blur": ["a"]}, "test_blur: 'a' is not a number"),
+])
+def test_bad_trial_fields_name_the_field(kwargs, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        TrialConfig(**kwargs)
+
+
+def test_gaussian_blur_takes_fractional_sigma():
+    assert TrialConfig(blur_kind="gaussian", blur=1.5).blur == 1.5
+
+
+def test_unknown_trial_key():
+    with pytest.raises(UserError, match="unknown trial config key.*colour"):
+        TrialConfig.from_dict({"colour": 1})
+
+
+@pytest.mark.parametrize("text, expected", [("0,5,10", (0, 5, 10)), ("7", (7,)), ([0, 20], (0, 20)), (3, (3,))])
+def test_number_lists(text, expected):
+    assert parse_number_list(text, "blur") == expected
+
+
+@pytest.mark.parametrize("text", ["", "5,x", "1.5", "-2"])
+def test_bad_number_lists(text):
+    with pytest.raises(UserError, match="^blur: "):
+        parse_number_list(text, "blur")
+
+
+def test_sweep_grid_and_default_test_levels():
+    cfg = SweepConfig(train_blur=(5, 0), archs=("basic", "resnet"), seeds=(0, 1, 2))
+    assert len(cfg.grid()) == 2 * 2 * 3
+    assert cfg.test_blur == (0, 5)
+    t = cfg.trial_config("resnet", 5, 2)
+    assert (t.arch, t.blur, t.seed, t.test_blur) == ("resnet", 5, 2, (0, 5))
+
+
+def test_sweep_yaml_unknown_key_and_wrong_type(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nepoch: 3\n")
+    with pytest.raises(UserError, match=r"bad.yaml: unknown key\(s\) epoch; allowed: .*epochs"):
+        SweepConfig.from_yaml(bad)
+    bad.write_text("name: x\nepochs: three\n")
+    with pytest.raises(UserError, match="key 'epochs' must be a number, got 'three'"):
+        SweepConfig.from_yaml(bad)
+    bad.write_text("archs: {basic: 1}\n")
+    with pytest.raises(UserError, match="key 'archs' must be a list"):
+        SweepConfig.from_yaml(bad)
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        SweepConfig.from_yaml(bad)
+    with pytest.raises(UserError, match="config file not found"):
+        SweepConfig.from_yaml(tmp_path / "none.yaml")
+
+
+def test_overrides_are_validated_too():
+    cfg = SweepConfig()
+    assert cfg.replace(archs="basic,resnet_se", train_blur="0,10").archs == ("basic", "resnet_se")
+    with pytest.raises(UserError, match="archs: unknown value 'resnet50'"):
+        cfg.replace(archs="resnet50")
+    with pytest.raises(UserError, match="name: 'a b' is not a usable directory name"):
+        cfg.replace(name="a b")
+
+
+def test_every_committed_preset_loads():
+    from pathlib import Path
+
+    presets = sorted((Path(__file__).parents[1] / "sweep" / "configs").glob("*.yaml"))
+    assert {p.stem for p in presets} >= {"demo", "emnist-quick", "emnist-full"}
+    for p in presets:
+        cfg = SweepConfig.from_yaml(p)
+        assert cfg.name == p.stem, f"{p.name}: name should match the file name"
+        assert "python sweep/run.py" in p.read_text() or "ray submit" in p.read_text(), f"{p.name}: header lacks the command"
