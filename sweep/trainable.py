@@ -40,6 +40,7 @@ def _maybe_inject_fault(config: dict, epoch: int) -> None:
 
 
 def train_one(config: dict, data=None) -> None:
+    import ray
     from ray import tune
 
     from hwclf.config import TrialConfig
@@ -47,9 +48,11 @@ def train_one(config: dict, data=None) -> None:
 
     cfg = TrialConfig.from_dict(config)
 
+    node_id = ray.get_runtime_context().get_node_id()  # which node ran which epoch, for multi-node checks
+
     def report(metrics: dict, checkpoint_dir: Path | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
+        tune.report({**metrics, "node_id": node_id}, checkpoint=checkpoint)
         if "done_training" not in metrics:
             _maybe_inject_fault(config, metrics["epoch"])
 

@@ -1,0 +1,166 @@
+"""The study's report: read an experiment directory offline (no Ray), aggregate over seeds, write tables,
+figures, report.md and a self-contained report.html.
+
+Public API: ``write_report`` (everything), ``load_experiment`` and ``tidy_table`` (to analyse by hand).
+Every file goes through ``hwclf.io.atomic_write_*`` so an interrupted report never leaves a half-written
+file, and a report can be regenerated over an old one.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import sys
+import time
+from pathlib import Path
+
+from hwclf.errors import UserError
+from hwclf.io import atomic_write_bytes, is_uri
+from hwclf.report.load import (COMPLETE, FAILED, INCOMPLETE, MISSING, Experiment, TrialRecord,
+                               load_experiment)
+from hwclf.report.tables import tidy_table
+
+__all__ = ["write_report", "load_experiment", "tidy_table", "compute", "Experiment", "TrialRecord",
+           "COMPLETE", "FAILED", "INCOMPLETE", "MISSING", "OUTPUTS"]
+
+# Everything write_report may write; optional files left over from an older report are removed when this run
+# does not produce them (e.g. writers.png after the writer ids were dropped), so the folder never mixes runs.
+OUTPUTS = ("trials.csv", "trials.parquet", "summary.csv", "summary.md", "matrix.csv", "per_letter.csv",
+           "letters_hurt.csv", "confusions.csv", "recovery.csv", "writers.csv", "samples.png", "accuracy_vs_blur.png",
+           "loss_vs_blur.png", "heatmaps.png", "learning_curves.png", "per_letter.png", "writers.png", "report.md",
+           "report.html")
+
+
+def default_out(experiment: str) -> Path:
+    """<experiment>/report/ for a local experiment; ./<name>-report/ for a URI (the bucket stays read-only)."""
+    if is_uri(experiment):
+        name = posixpath.basename(str(experiment).rstrip("/")) or "experiment"
+        return Path.cwd() / f"{name}-report"
+    return Path(experiment).expanduser().resolve() / "report"
+
+
+def compute(exp: Experiment):
+    """All tables and conclusions of a report, without writing anything."""
+    from hwclf.report import tables as T
+    from hwclf.report.conclude import conclusions
+    from hwclf.report.document import Results
+
+    tidy = T.tidy_table(exp)
+    summary = T.summary_table(exp, tidy)
+    matrix = T.matrix_table(exp, tidy, "accuracy")
+    loss_matrix = T.matrix_table(exp, tidy, "loss")
+    drops = T.letter_drops(exp)
+    hurt = T.letters_hurt_table(exp, drops)
+    confusions = T.confusions_table(exp)
+    writer_accs = T.writer_accuracies(exp)
+    writers = T.writers_table(exp, writer_accs)
+    recovery = T.recovery_table(exp, matrix)
+    best = T.best_arch(exp, matrix)
+    res = Results(tidy=tidy, summary=summary, matrix=matrix, loss_matrix=loss_matrix, per_letter=T.per_letter_table(exp),
+                  drops=drops, hurt=hurt, confusions=confusions, writer_accs=writer_accs, writers=writers,
+                  recovery=recovery, curves=T.learning_curves_table(exp), models=T.models_table(exp, tidy),
+                  best_arch=best, conclusions=[])
+    res.conclusions = conclusions(exp, summary, matrix, recovery, hurt, confusions, writers, best)
+    return res
+
+
+def _file_mode() -> int:
+    """0666 minus the umask, read without os.umask (which would briefly change it for every thread)."""
+    umask = 0o022
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    umask = int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o666 & ~umask
+
+
+def _csv(df) -> str:
+    return df.to_csv(index=False, lineterminator="\n")
+
+
+def _parquet(df) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def write_report(experiment: str, out: str | None = None, *, quiet: bool = False) -> Path:
+    """Read ``experiment`` (local directory or URI, offline), write the whole report into ``out`` and return
+    the path of report.html. Progress goes to stderr in a few lines unless ``quiet``."""
+    from hwclf.report import figures as F
+    from hwclf.report.document import report_blocks, summary_md_blocks
+    from hwclf.report.render import render_html, render_md
+    from hwclf.report.tables import MIN_WRITER_IMAGES
+
+    def log(msg: str) -> None:
+        if not quiet:
+            print(f"hwclf report: {msg}", file=sys.stderr, flush=True)
+
+    t0 = time.monotonic()
+    experiment = str(experiment)
+    if out is not None and is_uri(out):
+        raise UserError(f"out: {out} is a URI; the report is written to a local directory")
+    out_dir = Path(out).expanduser() if out is not None else default_out(experiment)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"out: {out_dir} exists and is not a directory")
+
+    exp = load_experiment(experiment)
+    c = exp.counts()
+    log(f"{exp.name}: {c[COMPLETE]}/{len(exp.grid)} trials complete ({c[FAILED]} failed, {c[INCOMPLETE]} incomplete, "
+        f"{c[MISSING]} missing)")
+    res = compute(exp)
+
+    written: dict = {}
+
+    mode = _file_mode()
+
+    def put_text(name: str, text: str) -> None:
+        put_bytes(name, text.encode("utf-8"))
+
+    def put_bytes(name: str, data: bytes | None) -> None:
+        if data:
+            path = atomic_write_bytes(out_dir / name, data)
+            try:
+                path.chmod(mode)  # mkstemp creates 0600; a report is meant to be shared like any other file
+            except OSError:
+                pass
+            written[name] = True
+
+    put_text("trials.csv", _csv(res.tidy))
+    put_bytes("trials.parquet", _parquet(res.tidy))
+    put_text("summary.csv", _csv(res.summary))
+    put_text("matrix.csv", _csv(res.matrix))
+    put_text("per_letter.csv", _csv(res.per_letter))
+    put_text("letters_hurt.csv", _csv(res.hurt))
+    put_text("confusions.csv", _csv(res.confusions))
+    put_text("recovery.csv", _csv(res.recovery))
+    if res.writers is not None:
+        put_text("writers.csv", _csv(res.writers))
+    log(f"tables written to {out_dir}; drawing figures")
+
+    figs = {
+        "accuracy_vs_blur.png": F.curves_figure(exp, res.matrix, "accuracy"),
+        "loss_vs_blur.png": F.curves_figure(exp, res.loss_matrix, "loss"),
+        "heatmaps.png": F.heatmaps_figure(exp, res.matrix),
+        "learning_curves.png": F.learning_curves_figure(exp, res.curves),
+        "per_letter.png": F.per_letter_figure(exp, res.drops),
+        "writers.png": F.writers_figure(exp, res.writer_accs, res.best_arch, MIN_WRITER_IMAGES),
+    }
+    put_bytes("samples.png", exp.samples_png)
+    for name, data in figs.items():
+        put_bytes(name, data)
+
+    put_text("summary.md", render_md(summary_md_blocks(exp, res)))
+    blocks = report_blocks(exp, res, figs)
+    put_text("report.md", render_md(blocks))
+    put_text("report.html", render_html(blocks, f"hwclf report: {exp.name}"))
+
+    for name in OUTPUTS:
+        stale = out_dir / name
+        if name not in written and stale.is_file():
+            stale.unlink()
+    log(f"wrote {out_dir / 'report.html'} in {time.monotonic() - t0:.1f} s")
+    return out_dir / "report.html"

@@ -1,0 +1,99 @@
+"""Statistics over seeds: pure functions on arrays, so the numbers in the report can be checked by hand.
+
+Seeds are few (typically 3), so intervals use the t-distribution, and nothing is invented when there is too
+little data: with one value the std and CI are NaN, and a paired comparison with fewer than
+``MIN_PAIRED_SEEDS`` seeds gives no verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+CI_LEVEL = 0.95
+MIN_PAIRED_SEEDS = 3  # a paired t-test on two seeds has one degree of freedom: too few to tell
+ALPHA = 0.05
+
+EXCEEDS, NOT_DISTINGUISHABLE, TOO_FEW = "exceeds", "not_distinguishable", "too_few"
+
+
+@dataclass(frozen=True)
+class Describe:
+    n: int
+    mean: float
+    std: float  # sample std (ddof=1); NaN when n < 2
+    half: float  # CI half-width; NaN when n < 2
+    ci_low: float
+    ci_high: float
+
+
+def _clean(values) -> np.ndarray:
+    a = np.asarray(values, dtype=float).ravel()
+    return a[np.isfinite(a)]
+
+
+def t_half_width(std: float, n: int, level: float = CI_LEVEL) -> float:
+    """Half-width of the t-based confidence interval of a mean: t_{(1+level)/2, n-1} * std / sqrt(n)."""
+    if n < 2 or not math.isfinite(std):
+        return float("nan")
+    return float(_st.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
+
+
+def describe(values, level: float = CI_LEVEL) -> Describe:
+    """Mean, sample std and t-based CI of the finite values (NaN values are left out, not zeros)."""
+    a = _clean(values)
+    n = int(a.size)
+    if n == 0:
+        nan = float("nan")
+        return Describe(0, nan, nan, nan, nan, nan)
+    mean = float(a.mean())
+    std = float(a.std(ddof=1)) if n > 1 else float("nan")
+    half = t_half_width(std, n, level)
+    return Describe(n, mean, std, half, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """a - b paired by seed."""
+
+    n: int
+    diff_mean: float
+    diff_std: float
+    ci_low: float
+    ci_high: float
+    p: float  # two-sided paired t-test; NaN when n < MIN_PAIRED_SEEDS
+    verdict: str  # EXCEEDS, NOT_DISTINGUISHABLE or TOO_FEW
+
+
+def paired(a, b, alpha: float = ALPHA, level: float = CI_LEVEL) -> Paired:
+    """Paired comparison of two architectures over the same seeds (pairs with a NaN on either side are dropped).
+
+    Pairing by seed removes what the seeds share (data split, initial shuffles), so a small but consistent lead
+    can be told apart from noise. When every difference is identical the t statistic is undefined; the lead is
+    then exactly constant, so p is 0 for a non-zero difference and 1 for none.
+    """
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired: {a.size} values against {b.size}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    d = a[keep] - b[keep]
+    desc = describe(d, level)
+    if desc.n < MIN_PAIRED_SEEDS:
+        return Paired(desc.n, desc.mean, desc.std, desc.ci_low, desc.ci_high, float("nan"), TOO_FEW)
+    if not desc.std > 1e-12:  # all differences equal (up to float rounding)
+        p = 1.0 if abs(desc.mean) < 1e-12 else 0.0
+    else:
+        p = float(_st.ttest_rel(a[keep], b[keep]).pvalue)
+    return Paired(desc.n, desc.mean, desc.std, desc.ci_low, desc.ci_high, p,
+                  EXCEEDS if p < alpha else NOT_DISTINGUISHABLE)
+
+
+def quantiles(values, qs=(0.05, 0.25, 0.5, 0.75, 0.95)) -> list:
+    a = _clean(values)
+    if a.size == 0:
+        return [float("nan")] * len(qs)
+    return [float(q) for q in np.quantile(a, qs)]
