@@ -64,19 +64,6 @@ def compute(exp: Experiment):
     return res
 
 
-def _file_mode() -> int:
-    """0666 minus the umask, read without os.umask (which would briefly change it for every thread)."""
-    umask = 0o022
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    umask = int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o666 & ~umask
-
-
 def _csv(df) -> str:
     return df.to_csv(index=False, lineterminator="\n")
 
@@ -115,18 +102,12 @@ def write_report(experiment: str, out: str | None = None, *, quiet: bool = False
 
     written: dict = {}
 
-    mode = _file_mode()
-
     def put_text(name: str, text: str) -> None:
         put_bytes(name, text.encode("utf-8"))
 
     def put_bytes(name: str, data: bytes | None) -> None:
         if data:
-            path = atomic_write_bytes(out_dir / name, data)
-            try:
-                path.chmod(mode)  # mkstemp creates 0600; a report is meant to be shared like any other file
-            except OSError:
-                pass
+            atomic_write_bytes(out_dir / name, data)
             written[name] = True
 
     put_text("trials.csv", _csv(res.tidy))
