@@ -449,3 +449,23 @@ def test_best_arch_ignores_levels_some_arch_lacks(tmp_path):
 
     exp = make_known(tmp_path / "study", skip={("mobilenet", 5, s) for s in range(3)})
     assert compute(load_experiment(exp)).best_arch == "resnet"
+
+
+def test_reference_numbers_from_the_config_are_shown_beside_ours(tmp_path, fast_figures):
+    ref = {"label": "original notebook (EMNIST)", "arch": "basic", "train_blur": 0,
+           "accuracy": {"0": 0.9, "5": 0.7, "7": 0.5}}  # JSON keys are strings; 7 was not run here
+    exp = make_known(tmp_path / "study", extra={"reference": ref})
+    out = write_report(str(exp), quiet=True).parent
+    table = pd.read_csv(out / "reference.csv")
+    assert list(table["test_blur"]) == [0, 5, 7]
+    row0 = table.iloc[0]
+    assert row0["mean"] == pytest.approx(0.82) and row0["difference"] == pytest.approx(0.82 - 0.9)
+    assert table.iloc[2]["n"] == 0 and np.isnan(table.iloc[2]["mean"])
+    md = (out / "report.md").read_text()
+    assert "Reference comparison" in md and "Reference: original notebook (EMNIST)" in md
+    assert "| 0 | 90.0 | 82.0 ± 2.0 [" in md and "−8.0" in md
+
+
+def test_no_reference_no_section(known):
+    _, out = known
+    assert not (out / "reference.csv").exists() and "Reference comparison" not in (out / "report.md").read_text()

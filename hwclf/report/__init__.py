@@ -55,10 +55,11 @@ def compute(exp: Experiment):
     writer_accs = T.writer_accuracies(exp)
     writers = T.writers_table(exp, writer_accs)
     recovery = T.recovery_table(exp, matrix)
+    reference = T.reference_table(exp, matrix)
     best = T.best_arch(exp, matrix)
     res = Results(tidy=tidy, summary=summary, matrix=matrix, loss_matrix=loss_matrix, per_letter=T.per_letter_table(exp),
                   drops=drops, hurt=hurt, confusions=confusions, writer_accs=writer_accs, writers=writers,
-                  recovery=recovery, curves=T.learning_curves_table(exp), models=T.models_table(exp, tidy),
+                  recovery=recovery, reference=reference, curves=T.learning_curves_table(exp), models=T.models_table(exp, tidy),
                   best_arch=best, conclusions=[])
     res.conclusions = conclusions(exp, summary, matrix, recovery, hurt, confusions, writers, best)
     return res
@@ -118,6 +119,8 @@ def write_report(experiment: str, out: str | None = None, *, quiet: bool = False
     put_text("letters_hurt.csv", _csv(res.hurt))
     put_text("confusions.csv", _csv(res.confusions))
     put_text("recovery.csv", _csv(res.recovery))
+    if len(res.reference):
+        put_text("reference.csv", _csv(res.reference))
     if res.writers is not None:
         put_text("writers.csv", _csv(res.writers))
     log(f"tables written to {out_dir}; drawing figures")

@@ -38,6 +38,7 @@ class Results:
     writer_accs: dict
     writers: pd.DataFrame | None
     recovery: pd.DataFrame
+    reference: pd.DataFrame
     curves: pd.DataFrame
     models: pd.DataFrame
     best_arch: str | None
@@ -204,6 +205,21 @@ def tables_blocks(exp: Experiment, res: Results) -> list:
         rows.append(row)
     blocks.append(Table(["Arch", "Train blur", "n"] + [f"test {fmt_blur(k)}" for k in exp.test_blurs], rows,
                         "Test accuracy (%), mean ± std over seeds (matrix.csv has the CIs)."))
+
+    if len(res.reference):
+        ref = (exp.config.get("extra") or {}).get("reference") or {}
+        r0 = res.reference.iloc[0]
+        blocks.append(Heading(3, "Reference comparison"))
+        rows = [[fmt_blur(r["test_blur"]), pct(r["reference"]),
+                 DASH if not r["n"] else (f"{pct(r['mean'])} ± {100 * r['std']:.1f} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
+                                          if fmt.ok(r["std"]) else pct(r["mean"])),
+                 str(int(r["n"])), DASH if not r["n"] else points(r["difference"])]
+                for r in res.reference.to_dict("records")]
+        blocks.append(Table(["Test blur", f"Reference: {ref.get('label', 'reference')}",
+                             f"This sweep: {r0['arch']} trained at blur {fmt_blur(r0['train_blur'])} (%), mean ± std [95% CI]",
+                             "n", "Difference (points)"], rows,
+                            "Accuracy (%). The reference comes from the config (extra.reference); it is not recomputed "
+                            "here, and it may be another dataset or protocol: read its label."))
 
     if len(res.recovery):
         blocks.append(Heading(3, "What training on blur recovers"))

@@ -378,3 +378,27 @@ def best_arch(exp: Experiment, matrix: pd.DataFrame) -> str | None:
         if v > best_v:
             best, best_v = arch, v
     return best
+
+
+def reference_table(exp: Experiment, matrix: pd.DataFrame) -> pd.DataFrame:
+    """Published or earlier numbers (config ``extra.reference``) beside this sweep's, per test blur.
+
+    ``extra.reference`` = {label, arch, train_blur, accuracy: {test blur: value}}; test blurs this sweep
+    did not run are kept with NaN so a reader sees the gap.
+    """
+    ref = (exp.config.get("extra") or {}).get("reference")
+    cols = ["test_blur", "reference", "arch", "train_blur", "n", "mean", "std", "ci_low", "ci_high", "difference"]
+    if not isinstance(ref, dict) or not isinstance(ref.get("accuracy"), dict):
+        return pd.DataFrame(columns=cols)
+    look = lookup(matrix)
+    arch, b = ref.get("arch"), ref.get("train_blur", 0)
+    rows = []
+    for k, value in sorted(ref["accuracy"].items(), key=lambda kv: float(kv[0])):
+        k = float(k)
+        k = int(k) if k.is_integer() else k
+        r = look.get((arch, b, k)) or {}
+        mean = r.get("mean", np.nan)
+        rows.append({"test_blur": k, "reference": float(value), "arch": arch, "train_blur": b, "n": r.get("n", 0),
+                     "mean": mean, "std": r.get("std", np.nan), "ci_low": r.get("ci_low", np.nan),
+                     "ci_high": r.get("ci_high", np.nan), "difference": mean - float(value)})
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,105 @@
+"""The committed studies in results/: tables consistent with each other and with the committed config.
+
+CI does not rerun the studies (hours of CPU); it checks that what is committed hangs together: every
+number in summary.csv and matrix.csv is the aggregate of trials.csv, the grid is the config's grid, the
+report names the dataset fingerprint of the run, and the README gives the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+STUDIES = sorted(p.parent.parent for p in RESULTS.glob("*/report/trials.csv"))
+
+
+def test_there_are_committed_studies():
+    assert {p.name for p in STUDIES} >= {"femnist-study1", "femnist-blur"}
+
+
+@pytest.fixture(params=STUDIES, ids=[p.name for p in STUDIES])
+def study(request):
+    d = request.param
+    from hwclf.config import SweepConfig
+
+    cfg = SweepConfig.from_yaml(d / "sweep.yaml")
+    sweep = json.loads((d / "hwclf-sweep.json").read_text())
+    trials = pd.read_csv(d / "report" / "trials.csv")
+    return d, cfg, sweep, trials
+
+
+def test_config_readme_and_fingerprint(study):
+    d, cfg, sweep, _ = study
+    assert cfg.name == d.name
+    recorded = {k: v for k, v in sweep["config"].items()}
+    assert recorded == cfg.to_dict(), "sweep.yaml must be the exact config the sweep ran with"
+    readme = (d / "README.md").read_text()
+    assert f"python sweep/run.py --config results/{d.name}/sweep.yaml" in readme
+    fingerprint = sweep["dataset"]["fingerprint"]
+    assert fingerprint in (d / "report" / "report.md").read_text()
+    assert sweep["finished_at"] and sweep["trials_complete"] == len(cfg.grid())
+    if cfg.dataset == "femnist-letters":
+        assert "FEMNIST" in readme and "not EMNIST" in readme
+
+
+def test_trials_cover_the_grid_at_every_test_level(study):
+    _, cfg, _, trials = study
+    complete = trials[trials["status"] == "complete"]
+    cells = {(r.arch, int(r.train_blur), int(r.seed)) for r in complete.itertuples()}
+    assert cells == {(c["arch"], c["blur"], c["seed"]) for c in cfg.grid()}
+    for _, g in complete.groupby(["arch", "train_blur", "seed"]):
+        assert sorted(g["test_blur"].astype(int)) == sorted(cfg.test_blur)
+    assert (complete["epochs"] == cfg.epochs).all()
+    assert complete["accuracy"].between(0, 1).all() and complete["balanced_accuracy"].between(0, 1).all()
+
+
+def _ci_half(values: np.ndarray) -> float:
+    n = len(values)
+    return float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+
+def test_summary_and_matrix_are_aggregates_of_the_trials(study):
+    d, cfg, _, trials = study
+    complete = trials[trials["status"] == "complete"]
+    summary = pd.read_csv(d / "report" / "summary.csv")
+    matrix = pd.read_csv(d / "report" / "matrix.csv")
+    assert len(summary) == len(cfg.archs) * len(cfg.train_blur)
+    for row in summary.itertuples():
+        sub = complete[(complete["arch"] == row.arch) & (complete["train_blur"] == row.train_blur)]
+        clean = sub.loc[sub["test_blur"] == 0, "accuracy"].to_numpy()
+        matched = sub.loc[sub["test_blur"] == row.train_blur, "accuracy"].to_numpy()
+        assert row.n == len(clean) == len(cfg.seeds)
+        assert row.clean_accuracy_mean == pytest.approx(clean.mean(), abs=1e-9)
+        assert row.clean_accuracy_std == pytest.approx(clean.std(ddof=1), abs=1e-9)
+        assert row.clean_accuracy_ci95 == pytest.approx(_ci_half(clean), abs=1e-9)
+        assert row.matched_accuracy_mean == pytest.approx(matched.mean(), abs=1e-9)
+    assert len(matrix) == len(cfg.archs) * len(cfg.train_blur) * len(cfg.test_blur)
+    for row in matrix.itertuples():
+        vals = complete[(complete["arch"] == row.arch) & (complete["train_blur"] == row.train_blur)
+                        & (complete["test_blur"] == row.test_blur)]["accuracy"].to_numpy()
+        assert row.n == len(vals) and row.mean == pytest.approx(vals.mean(), abs=1e-9)
+
+
+def test_report_files_are_there_and_small(study):
+    d = study[0]
+    for name in ("report.md", "report.html", "summary.csv", "summary.md", "matrix.csv", "accuracy_vs_blur.png",
+                 "heatmaps.png", "learning_curves.png", "samples.png"):
+        assert (d / "report" / name).is_file(), name
+    total = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+    assert total < 8 * 2**20, f"{d.name}: {total / 2**20:.1f} MiB committed; keep results small"
+
+
+@pytest.mark.realdata
+def test_committed_fingerprint_is_the_data_here(study, femnist_dir):
+    _, cfg, sweep, _ = study
+    if cfg.dataset != "femnist-letters":
+        pytest.skip("not a femnist-letters study")
+    from hwclf.data import load_dataset
+
+    assert load_dataset("femnist-letters", femnist_dir).fingerprint == sweep["dataset"]["fingerprint"]
