@@ -126,12 +126,15 @@ def cmd_models(args) -> int:
     return 0
 
 
-def cmd_sweep(args) -> int:
+def run_sweep(argv: list[str]) -> int:
+    """`hwclf sweep ...` is `python sweep/run.py ...`: every argument goes to the driver, --help included."""
     try:
         from sweep.run import main as sweep_main
     except ImportError as e:
-        raise UserError(f"the sweep driver is not installed ({e}); run `pip install .` in the project root") from None
-    return sweep_main(args.sweep_args)
+        print(f"hwclf: error: the sweep driver is not installed ({e}); run `pip install .` in the project root",
+              file=sys.stderr)
+        return 2
+    return sweep_main(argv)
 
 
 def cmd_report(args) -> int:
@@ -187,10 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--classes", type=int, default=26)
     m.set_defaults(func=cmd_models)
 
-    s = sub.add_parser("sweep", help="the Ray Tune sweep (same as python sweep/run.py); see hwclf sweep --help",
-                       add_help=False)
-    s.add_argument("sweep_args", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_sweep)
+    sub.add_parser("sweep", help="the Ray Tune sweep (same as python sweep/run.py); see hwclf sweep --help",
+                   add_help=False)  # main() hands its arguments to the driver unparsed
 
     r = sub.add_parser("report", help="tables, figures and report.html from a sweep directory (offline, no Ray)")
     r.add_argument("experiment", help="experiment directory or s3:// / gs:// URI (e.g. results/demo)")
@@ -207,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up chatter hides the output that matters
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sweep"]:
+        return run_sweep(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("epochs", "batch_size", "per_class", "threads"):
