@@ -33,6 +33,7 @@ from hwclf.errors import UserError  # noqa: E402
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SWEEP_FILE = "hwclf-sweep.json"
 SAMPLES_FILE = "samples.png"
+CONFIG_FILE = "sweep.yaml"
 
 
 def presets() -> list[str]:
@@ -108,6 +109,14 @@ def write_sweep_json(path: str, record: dict) -> None:
     from hwclf.io import to_json, write_bytes
 
     write_bytes(f"{path}/{SWEEP_FILE}", (json.dumps(json.loads(to_json(record)), indent=2) + "\n").encode())
+
+
+def sweep_yaml(cfg: SweepConfig) -> bytes:
+    """The resolved config (preset + overrides), loadable with --config: what reproduces this sweep."""
+    import yaml
+
+    header = f"# Resolved config of sweep '{cfg.name}'. Reproduce: python sweep/run.py --config <this file>\n"
+    return (header + yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)).encode()
 
 
 def connect_ray(address: str | None, num_cpus: int | None) -> str:
@@ -229,6 +238,7 @@ def run(args) -> int:
     if args.resume:
         record["resumed_at"] = record.pop("started_at")
     write_sweep_json(exp_path, record)
+    write_bytes(f"{exp_path}/{CONFIG_FILE}", sweep_yaml(cfg))
     write_bytes(f"{exp_path}/{SAMPLES_FILE}", preview_png(
         dataset.x_test, dataset.y_test, dataset.classes, cfg.test_blur, cfg.blur_kind,
         title=f"{dataset.name} test images at each {cfg.blur_kind} blur level"))

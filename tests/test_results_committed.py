@@ -37,8 +37,7 @@ def study(request):
 def test_config_readme_and_fingerprint(study):
     d, cfg, sweep, _ = study
     assert cfg.name == d.name
-    recorded = {k: v for k, v in sweep["config"].items()}
-    assert recorded == cfg.to_dict(), "sweep.yaml must be the exact config the sweep ran with"
+    assert sweep["config"] == json.loads(json.dumps(cfg.to_dict())), "sweep.yaml must be the config the sweep ran with"
     readme = (d / "README.md").read_text()
     assert f"python sweep/run.py --config results/{d.name}/sweep.yaml" in readme
     fingerprint = sweep["dataset"]["fingerprint"]

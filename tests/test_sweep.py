@@ -60,6 +60,9 @@ def test_demo_sweep_runs_every_cell_and_writes_the_report(tmp_path):
     sweep = json.loads((exp / "hwclf-sweep.json").read_text())
     assert sweep["finished_at"] and sweep["trials_complete"] == 4 and len(sweep["grid"]) == 4
     assert (exp / "samples.png").stat().st_size > 1000
+    from hwclf.config import SweepConfig
+
+    assert SweepConfig.from_yaml(exp / "sweep.yaml").to_dict() == SweepConfig.from_dict(sweep["config"]).to_dict()
     assert (exp / "report" / "report.html").is_file()
     assert "4/4 trials complete, 0 failed" in proc.stdout and "report:" in proc.stdout
     assert proc.stdout.count(" done   basic-b") == 4  # one line per finished trial
