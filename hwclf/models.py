@@ -183,6 +183,8 @@ def resnet_se(input_shape=(28, 28, 1), num_classes=26, se_ratio=16):
 
 # (expansion t, output channels c, repeats n, stride of the first repeat s), as in Table 2 of Sandler et
 # al. (2018), shortened and with fewer stride-2 steps, because the input is 28x28 rather than 224x224.
+# Channels are scaled by the width multiplier alpha = 0.5 (MobileNetV2-0.5, rounded to multiples of 8).
+MOBILENET_WIDTH = 0.5
 MOBILENET_BLOCKS = (
     (1, 16, 1, 1),  # 28x28
     (6, 24, 2, 2),  # 14x14
@@ -193,6 +195,12 @@ MOBILENET_BLOCKS = (
 )
 MOBILENET_STEM = 32
 MOBILENET_HEAD = 640
+
+
+def _width(channels: int, alpha: float = MOBILENET_WIDTH, divisor: int = 8) -> int:
+    """Scale by the width multiplier, rounded to a multiple of 8 as in MobileNetV2 (never below 90%)."""
+    scaled = max(divisor, int(channels * alpha + divisor / 2) // divisor * divisor)
+    return scaled + divisor if scaled < 0.9 * channels * alpha else scaled
 
 
 def _relu6(name: str):
@@ -219,38 +227,40 @@ def _mobilenet(input_shape, num_classes, *, name: str, se: bool = False, se_rati
     """Depthwise-separable convs see a 3x3 neighbourhood per channel only: is such a net more or less
     fragile under blur? `keras.applications.MobileNetV2` refuses inputs below 32x32, so it is built here.
 
-    Block table (t = expansion, c = output channels, n = repeats, s = stride of the first repeat):
+    Block table at width multiplier 0.5 (t = expansion, c = output channels after scaling, n = repeats,
+    s = stride of the first repeat; MOBILENET_BLOCKS holds the unscaled widths):
 
     ======================  ===  ====  ===  ===  ==========
     stage                   t    c     n    s    output
     ======================  ===  ====  ===  ===  ==========
-    stem conv 3x3+BN+ReLU6  -    32    1    1    28x28x32
-    inverted residual       1    16    1    1    28x28x16
-    inverted residual       6    24    2    2    14x14x24
-    inverted residual       6    32    3    1    14x14x32
-    inverted residual       6    64    2    2    7x7x64
-    inverted residual       6    96    2    1    7x7x96
-    inverted residual       6    160   2    1    7x7x160
-    conv 1x1 + BN + ReLU6   -    640   1    1    7x7x640
-    global average pool     -    640   -    -    640
+    stem conv 3x3+BN+ReLU6  -    16    1    1    28x28x16
+    inverted residual       1    8     1    1    28x28x8
+    inverted residual       6    16    2    2    14x14x16
+    inverted residual       6    16    3    1    14x14x16
+    inverted residual       6    32    2    2    7x7x32
+    inverted residual       6    48    2    1    7x7x48
+    inverted residual       6    80    2    1    7x7x80
+    conv 1x1 + BN + ReLU6   -    320   1    1    7x7x320
+    global average pool     -    320   -    -    320
     dense softmax           -    C     -    -    C
     ======================  ===  ====  ===  ===  ==========
 
     12 inverted residuals (17 in the ImageNet model, whose table this follows from its second row on, with
     one stride-2 step fewer and no 320-channel row); the stem keeps stride 1 because the input is small.
-    Training FLOPs per image are about 1.2x those of `basic` (see `model_table`), but depthwise convs
-    and the many BN layers make it several times slower per image than `basic` on a CPU. The 28x28
-    stage is kept narrow (16 channels, no expansion): memory traffic there, not FLOPs, sets the speed.
+    Width 0.5 (MobileNetV2-0.5): at full width, depthwise convs and the many BN layers (memory-bound on
+    a CPU, not FLOP-bound) made it ~4x slower per image than `basic` (92 vs 374 images/s on one core),
+    too slow for a 90-trial study on 2 cores; at 0.5 it runs ~190 images/s and has about as many
+    parameters as the ResNet-20, which makes the comparison fairer, not weaker.
     """
     inputs = keras.Input(shape=input_shape, name="image")
-    x = _relu6("stem_relu")(_conv_bn(inputs, MOBILENET_STEM, 3, name="stem"))
+    x = _relu6("stem_relu")(_conv_bn(inputs, _width(MOBILENET_STEM), 3, name="stem"))
     index = 0
     for expansion, filters, repeats, first_stride in MOBILENET_BLOCKS:
         for r in range(repeats):
             index += 1
             strides = first_stride if r == 0 else 1
-            x = _inverted_residual(x, expansion, filters, strides, f"block{index}", se, se_ratio)
-    x = _relu6("head_relu")(_conv_bn(x, MOBILENET_HEAD, 1, name="head"))
+            x = _inverted_residual(x, expansion, _width(filters), strides, f"block{index}", se, se_ratio)
+    x = _relu6("head_relu")(_conv_bn(x, _width(MOBILENET_HEAD), 1, name="head"))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inputs, _classifier(x, num_classes), name=name)
 

@@ -103,14 +103,16 @@ def test_basic_is_the_reference_cnn(built):
     assert count_params(model) == expected
 
 
-def test_mobilenet_reaches_7x7_with_96_to_160_channels(built):
+def test_mobilenet_is_v2_at_width_half_reaching_7x7(built):
     model = built["mobilenet"]
+    assert models.MOBILENET_WIDTH == 0.5
     last_block = model.get_layer("block12_project_bn")
-    assert tuple(last_block.output.shape)[1:] == (7, 7, 160)
-    assert tuple(model.get_layer("head_relu").output.shape)[1:] == (7, 7, 640)
-    # Residual adds only where stride 1 and channels unchanged: every repeat after the first of a row.
+    assert tuple(last_block.output.shape)[1:] == (7, 7, 80)  # 160 x 0.5
+    assert tuple(model.get_layer("head_relu").output.shape)[1:] == (7, 7, 320)
+    # Residual adds where stride 1 and channels unchanged: every repeat after the first of a row, plus the
+    # first of the 32-channel row, whose scaled width (16) equals the row before it.
     repeats = [n for _, _, n, _ in models.MOBILENET_BLOCKS]
-    assert sum(isinstance(layer, keras.layers.Add) for layer in model.layers) == sum(repeats) - len(repeats) == 6
+    assert sum(isinstance(layer, keras.layers.Add) for layer in model.layers) == sum(repeats) - len(repeats) + 1 == 7
 
 
 def test_resnet_is_resnet20(built):
@@ -225,9 +227,10 @@ def test_model_table_has_one_row_per_arch():
         assert isinstance(row["train_flops_per_image"], int) and row["train_flops_per_image"] > 0
     by_arch = {r["arch"]: r for r in rows}
     assert by_arch["basic"]["params"] == 1_440_762
-    # mobilenet is meant to cost about as much as basic to train (1x to 2x)
+    # mobilenet at width 0.5: about as many parameters as the ResNet-20, about a third of basic's FLOPs
+    assert 0.5 < by_arch["mobilenet"]["params"] / by_arch["resnet"]["params"] < 1.5
     ratio = by_arch["mobilenet"]["train_flops_per_image"] / by_arch["basic"]["train_flops_per_image"]
-    assert 1 <= ratio <= 2
+    assert 0.2 <= ratio <= 0.5
 
 
 # --- learning ------------------------------------------------------------------------------------
