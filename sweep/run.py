@@ -188,6 +188,18 @@ def build_tuner(cfg: SweepConfig, dataset, exp_path: str, resume: bool, total: i
     return tune.Tuner(trainable, param_space=param_space(cfg), tune_config=tune_config, run_config=run_config)
 
 
+SWEEP_OUTPUTS = (SWEEP_FILE, SAMPLES_FILE, CONFIG_FILE, "report", "tuner.pkl", "trainable.pkl",
+                 "experiment_state-*.json", "basic-variant-state-*.json", "search_gen_state-*.json", ".validate_*")
+
+
+def remove_sweep_outputs(exp: Path) -> None:
+    """What a sweep and its report wrote (trial dirs, Ray state, report); a user's own files there stay."""
+    doomed = {p for pattern in SWEEP_OUTPUTS for p in exp.glob(pattern)}
+    doomed |= {p.parent for p in exp.glob("*/params.json")}
+    for p in doomed:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
 def check_fresh_start(exp_path: str, args) -> None:
     from hwclf.io import exists, is_uri
 
@@ -197,7 +209,7 @@ def check_fresh_start(exp_path: str, args) -> None:
     if args.fresh:
         if is_uri(exp_path):
             raise UserError(f"--fresh: will not delete {exp_path}; remove it yourself or pick another --name")
-        shutil.rmtree(exp_path)
+        remove_sweep_outputs(Path(exp_path))
         return
     raise UserError(f"{exp_path} already holds a sweep: --resume to finish it, --fresh to delete it and start "
                     f"over, or --name NEW for another")

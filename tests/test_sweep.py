@@ -76,6 +76,22 @@ def test_existing_sweep_is_not_overwritten_by_accident(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_fresh_removes_what_a_sweep_wrote_and_keeps_the_users_files(tmp_path):
+    from sweep.run import remove_sweep_outputs
+
+    exp = tmp_path / "study"
+    (exp / "basic-b0-s0-abc_00000" / "checkpoint_000001").mkdir(parents=True)
+    (exp / "basic-b0-s0-abc_00000" / "params.json").write_text("{}")
+    (exp / "report").mkdir()
+    (exp / "report" / "report.md").write_text("old")
+    for name in ("hwclf-sweep.json", "sweep.yaml", "samples.png", "tuner.pkl", "experiment_state-2026.json"):
+        (exp / name).write_text("x")
+    (exp / "README.md").write_text("mine")
+    (exp / "investigate.py").write_text("mine")
+    remove_sweep_outputs(exp)
+    assert sorted(p.name for p in exp.iterdir()) == ["README.md", "investigate.py"]
+
+
 def test_bad_preset_and_bad_override_are_one_line(tmp_path):
     proc = run_driver(["--preset", "nope"])
     assert proc.returncode == 2 and "--preset: unknown value 'nope'; allowed: demo" in proc.stderr
