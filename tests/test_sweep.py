@@ -167,6 +167,7 @@ def test_multi_node_cluster_survives_losing_a_worker(tmp_path):
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     exp = tmp_path / "multi"
+    removed = []
     try:
         from sweep.run import main
 
@@ -183,6 +184,7 @@ def test_multi_node_cluster_survives_losing_a_worker(tmp_path):
             except AssertionError:
                 return
             cluster.remove_node(workers[1])
+            removed.append(time.time())
 
         killer = threading.Thread(target=remove_a_worker_once_both_are_busy, daemon=True)
         killer.start()
@@ -194,11 +196,13 @@ def test_multi_node_cluster_survives_losing_a_worker(tmp_path):
         ray.shutdown()
         cluster.shutdown()
     assert rc == 0
-    assert not cluster.list_all_nodes() or workers[1] not in cluster.list_all_nodes()
+    assert removed, "the worker node was never removed: the test proved nothing"
     evals = evaluations(exp)
     assert len(evals) == 4  # every trial completed despite the lost node
     nodes = set()
     for d in trial_dirs(exp):
         nodes |= {r.get("node_id") for r in result_lines(d)}
     assert len(nodes - {None}) >= 2  # trials really ran on more than one node
-    assert any(e["resumed_from_epoch"] > 0 or len(e["history"]) == 3 for e in evals.values())
+    # The trial that lost its node moved: it continued from a checkpoint, or its epochs ran on two nodes.
+    moved = [d.name for d in trial_dirs(exp) if len({r.get("node_id") for r in result_lines(d)} - {None}) > 1]
+    assert moved or any(e["resumed_from_epoch"] > 0 for e in evals.values())
