@@ -120,12 +120,20 @@ def sweep_yaml(cfg: SweepConfig) -> bytes:
 
 
 def connect_ray(address: str | None, num_cpus: int | None) -> str:
-    """Join the running cluster if there is one, else start Ray here; returns a word for the log."""
+    """Join the running cluster if there is one, else start Ray here; returns a word for the log.
+
+    `--address local` always starts a private Ray on this machine, even when another one is running
+    (tests, or a second sweep beside a running one).
+    """
     import ray
 
     if ray.is_initialized():
         return "already connected"
     quiet = {"log_to_driver": True, "configure_logging": True, "logging_level": "warning"}
+    local = {"num_cpus": num_cpus, "include_dashboard": False, **quiet}
+    if address == "local":
+        ray.init(address="local", **local)
+        return "a new local Ray on this machine"
     if address:
         ray.init(address=address, **quiet)
         return f"cluster at {address}"
@@ -136,7 +144,7 @@ def connect_ray(address: str | None, num_cpus: int | None) -> str:
         ray.init(address="auto", **quiet)
         return "running cluster (auto)"
     except (ConnectionError, RuntimeError):
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+        ray.init(address="local", **local)
         return "local Ray on this machine"
 
 
@@ -294,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir", help="dataset directory (default $HWCLF_DATA_DIR)")
     g.add_argument("--storage", help="results root: a path (made absolute) or s3:// / gs:// URI (default results)")
     r = p.add_argument_group("where and how")
-    r.add_argument("--address", help="Ray cluster address (default: a running cluster if any, else local Ray)")
+    r.add_argument("--address", help="Ray cluster address; 'local' starts a private Ray here "
+                                     "(default: a running cluster if any, else local Ray)")
     r.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
     r.add_argument("--cpus-per-trial", type=float)
     r.add_argument("--gpus-per-trial", type=float)

@@ -29,7 +29,7 @@ def run_driver(args, env=None, timeout=600) -> subprocess.CompletedProcess:
 
 def tiny(tmp_path, name, *extra) -> list[str]:
     return ["--preset", "demo", "--name", name, "--storage", str(tmp_path), "--archs", "basic",
-            "--epochs", "2", "--num-cpus", "2", *extra]
+            "--epochs", "2", "--num-cpus", "2", "--address", "local", *extra]
 
 
 def trial_dirs(exp: Path) -> list[Path]:
