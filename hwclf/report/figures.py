@@ -90,6 +90,9 @@ def curves_figure(exp: Experiment, matrix: pd.DataFrame, metric: str = "accuracy
                 (line,) = ax.plot(x, y, color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
                                   markersize=5, linewidth=1.6, label=a)
                 ok = np.isfinite(lo) & np.isfinite(hi)
+                # A t-interval over 3 seeds can reach past what the metric can be: draw it within the
+                # possible range (accuracy 0-100 %, loss >= 0); the CSVs keep the unclipped interval.
+                lo, hi = np.maximum(lo, 0), (np.minimum(hi, 100) if scale == 100 else hi)
                 if ok.any():
                     ax.fill_between(x[ok], lo[ok], hi[ok], color=st["color"], alpha=0.13, linewidth=0)
                 if short:  # hollow markers: fewer complete seeds than planned
