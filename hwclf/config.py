@@ -16,6 +16,9 @@ from hwclf.errors import UserError
 
 BLUR_KINDS = ("box", "gaussian")
 EVAL_WEIGHTS = ("last", "best")
+# float32: the original study's numerics. mixed_bfloat16: bf16 compute, float32 weights and output
+# layer; ~2x faster where the hardware has bf16 units (AVX512-BF16/AMX CPUs, Ampere+ GPUs; not T4).
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def _names(options) -> str:
@@ -105,6 +108,7 @@ class TrialConfig:
     eval_weights: str = "last"  # which weights are tested: last epoch or best validation accuracy
     threads: int = 0  # TF intra-op threads; 0 = TF's default (all cores)
     se_ratio: int = 16
+    precision: str = "float32"  # PRECISIONS
 
     def __post_init__(self):
         from hwclf.data import DATASETS
@@ -130,6 +134,7 @@ class TrialConfig:
         _check_choice("eval_weights", self.eval_weights, EVAL_WEIGHTS)
         object.__setattr__(self, "threads", _check_int("threads", self.threads, 0))
         object.__setattr__(self, "se_ratio", _check_int("se_ratio", self.se_ratio, 1))
+        _check_choice("precision", self.precision, PRECISIONS)
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", str(self.data_dir))
 
@@ -170,12 +175,15 @@ class SweepConfig:
     per_class: int | None = None
     eval_weights: str = "last"
     se_ratio: int = 16
+    precision: str = "float32"  # or mixed_bfloat16: see PRECISIONS
     # Scheduling (read by the Ray driver only)
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0
     threads_per_trial: int = 0  # 0: cpus_per_trial rounded up
     max_concurrent: int = 0  # 0: as many as the resources allow
     max_failures: int = 2
+    # One worker process runs trial after trial (TF imported once): docs/performance.md measures the gain
+    reuse_actors: bool = True
     storage: str = "results"
     description: str = ""
     extra: dict = field(default_factory=dict)  # free-form notes copied into the report
@@ -214,10 +222,13 @@ class SweepConfig:
         object.__setattr__(self, "cpus_per_trial", _check_float("cpus_per_trial", self.cpus_per_trial, 0, 1024, lo_open=True))
         object.__setattr__(self, "gpus_per_trial", _check_float("gpus_per_trial", self.gpus_per_trial, 0, 64))
         _check_choice("eval_weights", self.eval_weights, EVAL_WEIGHTS)
+        _check_choice("precision", self.precision, PRECISIONS)
         if not isinstance(self.storage, str) or not self.storage:
             raise UserError(f"storage: expected a path or s3:// / gs:// URI, got {self.storage!r}")
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", str(self.data_dir))
+        if not isinstance(self.reuse_actors, bool):
+            raise UserError(f"reuse_actors: must be true or false, got {self.reuse_actors!r}")
         if not isinstance(self.extra, dict):
             raise UserError("extra: expected a mapping")
 
@@ -271,7 +282,7 @@ class SweepConfig:
             seed=seed, epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             val_fraction=self.val_fraction, test_blur=self.test_blur, per_class=self.per_class,
             eval_weights=self.eval_weights, threads=self.threads_per_trial if threads is None else threads,
-            se_ratio=self.se_ratio,
+            se_ratio=self.se_ratio, precision=self.precision,
         )
 
 

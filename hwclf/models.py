@@ -98,7 +98,8 @@ def _conv_bn(x, filters: int, kernel_size: int, name: str, strides: int = 1):
 
 
 def _classifier(x, num_classes: int):
-    return layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    # float32 whatever the precision policy: probabilities and the loss stay exact under mixed_bfloat16
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
 
 
 # --------------------------------------------------------------------------------------------------

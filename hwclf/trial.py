@@ -41,6 +41,10 @@ def configure_backend(threads: int = 0) -> None:
     """
     import keras
 
+    if keras.backend.backend() == "jax":
+        # JAX's memory growth: read when its GPU client starts (the first op), not at import
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        return
     if keras.backend.backend() != "tensorflow":
         return
     import tensorflow as tf
@@ -137,6 +141,9 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
 
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir)
+    keras.backend.clear_session()  # a process may run trial after trial (reused Ray workers, the bench)
+    # Global in Keras: set by every trial, so a reused worker never inherits the previous trial's policy
+    keras.mixed_precision.set_global_policy(cfg.precision)
     keras.utils.set_random_seed(cfg.seed)
     x_train, y_train, x_val, y_val = prepare_data(cfg, data)
 
@@ -189,15 +196,18 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
             report(dict(row), ckpt)
             shutil.rmtree(ckpt, ignore_errors=True)
 
+    t_fit = time.perf_counter()
     if state["epoch"] < cfg.epochs:
         model.fit(x_train, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs, initial_epoch=state["epoch"],
                   validation_data=(x_val, y_val), callbacks=[EpochHook()], verbose=verbose, shuffle=True)
 
+    fit_time = time.perf_counter() - t_fit
     evaluated_epoch = state["epoch"]
     if cfg.eval_weights == "best" and best_weights_path.is_file():
         model.load_weights(best_weights_path)
         evaluated_epoch = state["best_epoch"]
     tests = []
+    t_test = time.perf_counter()
     for level in cfg.test_blur:
         x_test = to_model_input(blur(data.x_test, level, cfg.blur_kind))
         tests.append({"test_blur": level, **evaluate(model, x_test, data.y_test, data.num_classes, data.writers_test)})
@@ -213,6 +223,8 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
         "evaluated_epoch": evaluated_epoch,
         "test": tests,
         "train_time_s": state["train_time_s"],
+        "fit_time_s": fit_time,  # the whole model.fit call: epochs plus Keras' set-up and tear-down
+        "test_time_s": time.perf_counter() - t_test,
         "wall_time_s": time.perf_counter() - started,
         "resumed_from_epoch": resumed_from_epoch,
         "epochs_run": state["epoch"] - resumed_from_epoch,

@@ -54,7 +54,8 @@ def load_config(args) -> SweepConfig:
         name=args.name, train_blur=args.blur, archs=args.archs, seeds=args.seeds, epochs=args.epochs,
         storage=args.storage, data_dir=args.data_dir, per_class=args.per_class, test_blur=args.test_blur,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures,
-        max_concurrent=args.max_concurrent,
+        max_concurrent=args.max_concurrent, reuse_actors=False if args.no_reuse_actors else None,
+        precision=args.precision,
     )
 
 
@@ -191,7 +192,10 @@ def build_tuner(cfg: SweepConfig, dataset, exp_path: str, resume: bool, total: i
         max_concurrent_trials=cfg.max_concurrent or None,
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_dirname,
-        reuse_actors=False,  # a fresh process per trial: its own TF runtime, thread budget and seed
+        # Trials with the same resources run one after another in the same worker: TensorFlow is imported
+        # and the process started once per slot, not once per trial. Each trial still starts from a clean
+        # Keras session and its own seed (run_trial), so results do not depend on what ran before.
+        reuse_actors=cfg.reuse_actors,
     )
     return tune.Tuner(trainable, param_space=param_space(cfg), tune_config=tune_config, run_config=run_config)
 
@@ -298,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--archs", help="architectures, e.g. basic,resnet_se")
     g.add_argument("--seeds", help="seeds, e.g. 0,1,2")
     g.add_argument("--epochs", type=int)
+    g.add_argument("--precision", help="float32 or mixed_bfloat16 (bf16 compute: ~2x faster where supported)")
     g.add_argument("--per-class", type=int, help="at most this many training images per class")
     g.add_argument("--data-dir", help="dataset directory (default $HWCLF_DATA_DIR)")
     g.add_argument("--storage", help="results root: a path (made absolute) or s3:// / gs:// URI (default results)")
@@ -309,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-trial", type=float)
     r.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
     r.add_argument("--max-failures", type=int, help="retries per trial, each from its last checkpoint")
+    r.add_argument("--no-reuse-actors", action="store_true",
+                   help="a fresh worker process for every trial (default: a worker runs trial after trial)")
     r.add_argument("--resume", action="store_true", help="finish an interrupted sweep of the same name")
     r.add_argument("--fresh", action="store_true", help="delete an existing local sweep of the same name first")
     r.add_argument("--no-report", action="store_true", help="skip the report at the end")

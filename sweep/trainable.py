@@ -8,6 +8,7 @@ own copy. Every epoch reports its metrics with a checkpoint; a retried trial con
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 # Before TensorFlow is imported in this worker: quiet its start-up logs.
@@ -48,11 +49,19 @@ def train_one(config: dict, data=None) -> None:
 
     cfg = TrialConfig.from_dict(config)
 
-    node_id = ray.get_runtime_context().get_node_id()  # which node ran which epoch, for multi-node checks
+    # which node and worker process ran each epoch: multi-node checks, and reused workers (reuse_actors)
+    node_id = ray.get_runtime_context().get_node_id()
+
+    blocked = {"s": None}
 
     def report(metrics: dict, checkpoint_dir: Path | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        tune.report({**metrics, "node_id": node_id}, checkpoint=checkpoint)
+        # report_s: how long the previous tune.report held this trial (persisting its checkpoint, then
+        # waiting for the driver to take the result): time that is neither training nor testing
+        t = time.perf_counter()
+        tune.report({**metrics, "node_id": node_id, "pid": os.getpid(), "report_s": blocked["s"]},
+                    checkpoint=checkpoint)
+        blocked["s"] = time.perf_counter() - t
         if "done_training" not in metrics:
             _maybe_inject_fault(config, metrics["epoch"])
 

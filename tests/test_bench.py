@@ -4,6 +4,7 @@ blur work as hwclf (so the speed-up it reports is about how, not what)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from conftest import official_letters
 def _positive_numbers(obj, path="") -> list[str]:
     """Every number in `obj` (recursively) that is not > 0, by path; skips fields that may be 0 or None."""
     zero_ok = ("load_average", "start_offset", "data_blur", "first_epoch_extra", "blur", "seed", "setup_s",
-               "slot_s", "fraction_of_capacity", "tf_registry_backward", "idle", "quick", "test", "accuracy")
+               "slot_s", "fraction_of_capacity", "tf_registry_backward", "idle", "quick", "test", "accuracy", "cpu")
     bad = []
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -68,7 +69,11 @@ def test_quick_bench_writes_every_part_with_sane_numbers(tmp_path, capsys):
 
     naive = parts["naive"]
     keys = [m["key"] for m in naive["methods"]]
-    assert keys == ["naive", "hwclf_sequential"]  # no sweep to compare with when it is skipped
+    assert keys == ["naive", "hwclf_sequential_b32", "hwclf_sequential", "hwclf_sequential_bf16"]  # no sweep row
+    # same batch, same initial weights, same images, same steps: the same model up to float round-off
+    by_key = {m["key"]: m for m in naive["methods"]}
+    assert by_key["hwclf_sequential_b32"]["clean_accuracy"] == pytest.approx(by_key["naive"]["clean_accuracy"],
+                                                                              abs=0.05)
     for m in naive["methods"]:
         assert m["wall_s"] > 0 and len(m["trials"]) == len(naive["cells"])
         assert 0 <= m["clean_accuracy"] <= 1 and 0 <= m["matched_accuracy"] <= 1
@@ -78,7 +83,24 @@ def test_quick_bench_writes_every_part_with_sane_numbers(tmp_path, capsys):
     assert not bad, bad
     printed = capsys.readouterr()
     assert "| `basic` |" in printed.out and "Naive baseline vs hwclf" in printed.out
-    assert "[1/5] matmul" in printed.err and "[4/5] sweep: skipped" in printed.err
+    assert "[1/6] matmul" in printed.err and "[4/6] sweep: skipped" in printed.err
+    assert [r["batch_size"] for r in models["batch_rows"]] == [64] and models["batch_rows"][0]["images_per_s"] > 0
+    assert "`basic` at other batch sizes" in printed.out
+    (bf16,) = models["precision_rows"]  # the bf16 row, against the bf16 matmul peak
+    assert bf16["precision"] == "mixed_bfloat16" and bf16["images_per_s"] > 0 and bf16["speedup_vs_float32"] > 0
+    assert parts["matmul"]["gflops_bf16"] > 0 and "precision mixed_bfloat16" in printed.out
+
+    pack = parts["pack"]  # real worker processes side by side, released together
+    assert [(r["slots"], r["threads_per_slot"]) for r in pack["rows"]] == [(1, max(1, os.cpu_count())),
+                                                                         (2, max(1, os.cpu_count() // 2))]
+    for r in pack["rows"]:
+        assert len(r["per_slot_images_per_s"]) == r["slots"] and all(v > 0 for v in r["per_slot_images_per_s"])
+        assert r["images_per_s"] == pytest.approx(sum(r["per_slot_images_per_s"]))
+        assert r["overlap_fraction"] > 0.5  # the workers trained at the same time, not one after another
+    assert pack["throughput_stops_growing_after"]["32"] in (1, 2) and "Trials side by side" in printed.out
+    for name in ("matmul", "models", "blur", "naive"):  # how much of the CPU others took, per part
+        cpu = parts[name]["cpu"]
+        assert cpu["own_cpu_s"] > 0 and 0 <= cpu["foreign_cpu_fraction"] and cpu["wall_s"] > 0
 
 
 @pytest.mark.slow
@@ -86,26 +108,27 @@ def test_quick_bench_sweep_part_runs_a_real_sweep(tmp_path):
     """The Ray Tune part on its own Ray instance: capacity, overhead, breakdown, and the naive table's
     third row (the same trials through the sweep)."""
     out = tmp_path / "bench.json"
-    assert cli_main(["bench", "--quick", "--out", str(out), "--skip", "models,blur"]) == 0
+    assert cli_main(["bench", "--quick", "--out", str(out), "--skip", "models,blur,pack"]) == 0
     result = json.loads(out.read_text())
     _check_common(result, tmp_path)
     sw = result["parts"]["sweep"]
     assert sw["n_trials"] == 2 and sw["slots"] >= 1 and sw["wall_s"] > 0 and sw["ray_start_s"] > 0
     assert sw["capacity_slot_s"] == pytest.approx(sw["wall_s"] * sw["slots"])
     assert 0 < sw["sum_train_time_s"] < sw["capacity_slot_s"] and 0 < sw["overhead_fraction"] < 1
-    assert 0 < sw["end_to_end_mfu"] < 1.5
+    assert 0 < sw["end_to_end_mfu"] < sw["end_to_end_mfu_all_passes"] < 1.5
+    assert 1 <= sw["worker_processes"] <= sw["slots"]  # workers are reused from trial to trial
     top = [b for b in sw["breakdown"] if not b.get("sub")]
     assert sum(b["slot_s"] for b in top) == pytest.approx(sw["capacity_slot_s"], rel=1e-6)
     assert all(t["train_time_s"] > 0 and t["lifetime_s"] >= t["trial_wall_time_s"] for t in sw["trials"])
     methods = {m["key"]: m for m in result["parts"]["naive"]["methods"]}
-    assert set(methods) == {"naive", "hwclf_sequential", "hwclf_sweep"}
+    assert set(methods) == {"naive", "hwclf_sequential_b32", "hwclf_sequential", "hwclf_sequential_bf16", "hwclf_sweep"}
     assert methods["hwclf_sweep"]["wall_s"] == sw["wall_s"] and 0 <= methods["hwclf_sweep"]["clean_accuracy"] <= 1
 
 
 def test_unknown_part_in_skip_is_one_line(capsys):
     assert cli_main(["bench", "--quick", "--skip", "matmul,gpu"]) == 2
     err = capsys.readouterr().err
-    assert "--skip: unknown part(s) gpu; allowed: matmul, models, blur, sweep, naive" in err
+    assert "--skip: unknown part(s) gpu; allowed: matmul, models, blur, sweep, naive, pack" in err
     assert "Traceback" not in err
 
 
@@ -120,3 +143,44 @@ def test_naive_loop_blur_gives_the_same_images_as_hwclf(k):
         naive = naive_box_blur(images, k)
         assert naive.dtype == np.uint8 and naive.shape == images.shape
         np.testing.assert_array_equal(naive, box_blur(images, k))
+
+
+def test_knee_is_where_one_more_trial_stops_adding_five_percent():
+    from hwclf.packing import knee
+
+    def rows(*rates):
+        return [{"slots": 2 ** i, "images_per_s": r} for i, r in enumerate(rates)]
+
+    assert knee(rows(100, 190, 250, 251, 252)) == 4  # the H200 shape: 1 -> 2 -> 4 grow, then flat
+    assert knee(rows(100, 104, 200)) == 1  # the first step already adds < 5%: stop there
+    assert knee(rows(100, 110)) == 2 and knee(rows(100)) == 1
+
+
+def test_pack_slots_split_the_cores_or_share_one_gpu():
+    from hwclf.bench import pack_slots
+
+    assert pack_slots(2, 0) == (1, 2) and pack_slots(1, 0) == (1,) and pack_slots(12, 0) == (1, 2, 4, 8)
+    assert pack_slots(16, 1) == (1, 2, 4, 8, 16) and pack_slots(64, 1) == (1, 2, 4, 8, 16)
+
+
+def test_cpu_watch_counts_orphaned_descendants_as_its_own(tmp_path):
+    """Ray's workers outlive their raylet at shutdown and are re-parented to init: they are still the
+    bench's own processes, not 'other processes' taking the machine (a false 'not idle' warning)."""
+    import subprocess
+    import sys
+    import time
+
+    from hwclf.bench import CpuWatch
+
+    busy = "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass\n"
+    (tmp_path / "busy.py").write_text(busy)
+    parent = f"import subprocess, sys, time; subprocess.Popen([sys.executable, {str(tmp_path / 'busy.py')!r}]); time.sleep(0.4)"
+    watch = CpuWatch()
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    time.sleep(0.3)
+    CpuWatch.snapshot()  # the tree while it is intact, as bench_sweep does before ray.shutdown
+    proc.wait()  # the busy grandchild is an orphan now
+    time.sleep(0.8)
+    result = watch.stop()
+    assert result["own_cpu_s"] >= 0.5, result
+    assert "python" not in dict(result["foreign_top"]) or dict(result["foreign_top"])["python"] < 0.5, result

@@ -22,6 +22,7 @@ def test_trial_defaults_test_at_clean_and_own_blur():
     ({"blur": 2.5}, "not a whole number"),
     ({"dataset": "mnist"}, "dataset: unknown value 'mnist'; allowed: digits, emnist-letters, femnist-letters"),
     ({"eval_weights": "middle"}, "eval_weights: unknown value 'middle'; allowed: last, best"),
+    ({"precision": "float16"}, "precision: unknown value 'float16'; allowed: float32, mixed_bfloat16"),
     ({"val_fraction": 0.9}, "val_fraction: must be > 0 and <= 0.5"),
     ({"test_blur": ["a"]}, "test_blur: 'a' is not a number"),
 ])
@@ -74,6 +75,11 @@ def test_sweep_yaml_unknown_key_and_wrong_type(tmp_path):
         SweepConfig.from_yaml(bad)
     with pytest.raises(UserError, match="config file not found"):
         SweepConfig.from_yaml(tmp_path / "none.yaml")
+    for text, message in (("reuse_actors: 1", "key 'reuse_actors' must be true/false, got 1"),
+                          ("precision: bf16", "precision: unknown value 'bf16'; allowed: float32, mixed_bfloat16")):
+        bad.write_text(text + "\n")
+        with pytest.raises(UserError, match=message):
+            SweepConfig.from_yaml(bad)
 
 
 def test_overrides_are_validated_too():

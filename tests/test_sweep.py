@@ -68,6 +68,25 @@ def test_demo_sweep_runs_every_cell_and_writes_the_report(tmp_path):
     assert proc.stdout.count(" done   basic-b") == 4  # one line per finished trial
 
 
+def test_a_reused_worker_gives_the_results_of_fresh_processes(tmp_path):
+    """One slot, two trials: by default the second runs in the first one's worker process (TF imported
+    once); it must not inherit anything from the first (weights, optimizer, random state, graphs)."""
+    runs = {}
+    for name, extra in (("reused", []), ("fresh", ["--no-reuse-actors"])):
+        proc = run_driver(tiny(tmp_path, name, "--blur", "3", "--seeds", "0,1", "--cpus-per-trial", "2",
+                               "--no-report", *extra))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        runs[name] = {(e["config"]["seed"]): e for e in evaluations(tmp_path / name).values()}
+        pids = {d.name: {r["pid"] for r in result_lines(d)} for d in trial_dirs(tmp_path / name)}
+        assert all(len(p) == 1 for p in pids.values())  # no retry: each trial ran in one process
+        assert len(set.union(*pids.values())) == (1 if name == "reused" else 2), pids
+    assert sorted(runs["reused"]) == sorted(runs["fresh"]) == [0, 1]
+    for seed in (0, 1):
+        reused, fresh = runs["reused"][seed], runs["fresh"][seed]
+        assert [h["val_loss"] for h in reused["history"]] == [h["val_loss"] for h in fresh["history"]]
+        assert [t["accuracy"] for t in reused["test"]] == [t["accuracy"] for t in fresh["test"]]
+
+
 def test_existing_sweep_is_not_overwritten_by_accident(tmp_path):
     (tmp_path / "grid").mkdir()
     (tmp_path / "grid" / "hwclf-sweep.json").write_text("{}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -39,6 +40,22 @@ def test_same_seed_same_numbers_other_seed_other_numbers(digits):
                         for h in r["history"]], r["test"])
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
+
+
+def test_mixed_bfloat16_learns_and_does_not_leak_into_the_next_trial(digits):
+    """bf16 compute is a per-trial choice: a float32 trial run after a bf16 one in the same process (a
+    reused worker) gives exactly what it gives alone, and the probabilities stay float32."""
+    import keras
+
+    strip = lambda r: ([{k: v for k, v in h.items() if k not in ("epoch_time_s", "images_per_s")}  # noqa: E731
+                        for h in r["history"]], r["test"])
+    alone = run_trial(quick(), digits)
+    bf16 = run_trial(quick(precision="mixed_bfloat16"), digits)
+    assert bf16["config"]["precision"] == "mixed_bfloat16" and bf16["test"][0]["accuracy"] > 0.5
+    assert strip(bf16) != strip(alone)  # it really computed in bf16
+    after = run_trial(quick(), digits)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert strip(after) == strip(alone)
 
 
 def test_resume_continues_from_the_next_epoch(digits, tmp_path):
@@ -137,3 +154,16 @@ def test_basic_on_real_letters_one_epoch(femnist_dir):
     assert blurred["accuracy"] < clean["accuracy"]  # blur hurts a model trained on clean letters
     writers = clean["per_writer"]
     assert len(writers) == 137 and sum(t for _, t in writers.values()) == 5034
+
+
+def test_on_jax_trials_share_a_gpu_instead_of_preallocating_it(monkeypatch):
+    """JAX takes 75% of a GPU at its first op unless told otherwise: with several trials per GPU
+    (gpus_per_trial < 1) the second trial would run out of memory. TF's equivalent is memory growth."""
+    import keras
+
+    from hwclf.trial import configure_backend
+
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    configure_backend(1)
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
