@@ -17,7 +17,8 @@ from hwclf.errors import UserError
 BLUR_KINDS = ("box", "gaussian")
 EVAL_WEIGHTS = ("last", "best")
 # float32: the original study's numerics. mixed_bfloat16: bf16 compute, float32 weights and output
-# layer; ~2x faster where the hardware has bf16 units (AVX512-BF16/AMX CPUs, Ampere+ GPUs; not T4).
+# layer; 1.3-1.6x faster (measured) where the hardware has bf16 units (AVX512-BF16/AMX CPUs, Ampere+
+# GPUs; not a T4).
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 

@@ -302,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--archs", help="architectures, e.g. basic,resnet_se")
     g.add_argument("--seeds", help="seeds, e.g. 0,1,2")
     g.add_argument("--epochs", type=int)
-    g.add_argument("--precision", help="float32 or mixed_bfloat16 (bf16 compute: ~2x faster where supported)")
+    g.add_argument("--precision", help="float32 or mixed_bfloat16 (bf16 compute: 1.3-1.6x faster where the "
+                                       "hardware has bf16 units)")
     g.add_argument("--per-class", type=int, help="at most this many training images per class")
     g.add_argument("--data-dir", help="dataset directory (default $HWCLF_DATA_DIR)")
     g.add_argument("--storage", help="results root: a path (made absolute) or s3:// / gs:// URI (default results)")
