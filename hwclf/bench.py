@@ -975,10 +975,11 @@ def markdown(result: dict) -> str:
         for mt in nv["methods"]:
             lines.append(f"| {mt['method']} | {mt['wall_s']:.1f} | {mt['naive_over_this']:.2f}x "
                          f"| {_fmt(mt['clean_accuracy'], '.1%')} | {_fmt(mt['matched_accuracy'], '.1%')} |")
-        lines += ["", "Rows at the same batch size train the same model (same images, initial weights and number "
-                      "of steps), so their accuracies must agree; batch 128 takes 4x fewer optimizer steps per "
-                      "epoch, so at this small budget its accuracy differs for that reason alone. Chance is "
-                      f"{1 / len(nv.get('classes') or [0] * 26):.1%}."]
+        lines += ["", "Rows at the same batch size and precision train the same model (same images, initial "
+                      "weights and number of steps), so their accuracies must agree; batch 128 takes 4x fewer "
+                      "optimizer steps per epoch, so after a few epochs its accuracy differs for that reason "
+                      "alone, and mixed_bfloat16 rounds differently, so its models differ a little from float32's. "
+                      f"Chance is {1 / len(nv.get('classes') or [0] * 26):.1%}."]
     elif nv.get("skipped") or nv.get("error"):
         lines += ["", f"naive: {'skipped' if nv.get('skipped') else 'ERROR: ' + nv['error'][:200]}"]
     lines += _pack_markdown(p.get("pack", {}))
