@@ -232,15 +232,9 @@ def accelerators() -> list[str]:
 
 def gpu_name() -> str | None:
     """The GPU's product name from nvidia-smi, where there is one."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
-                             timeout=10)
-        return out.stdout.strip().splitlines()[0] or None
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return None
+    from hwclf.packing import nvidia_smi
+
+    return (nvidia_smi("name") or [None])[0] or None
 
 
 def machine_info() -> dict:
@@ -754,15 +748,12 @@ def _accuracies(trials: list[dict]) -> dict:
 def _hwclf_sequential(data, dataset: str, data_dir: str | None, cells: list[dict], epochs: int,
                       per_class: int, batch_size: int, precision: str = "float32") -> tuple[float, list[dict]]:
     """`run_trial` on every cell, one after another in this process (each from a fresh Keras session)."""
-    import keras
-
     from hwclf.config import TrialConfig
     from hwclf.trial import run_trial
 
     started = time.perf_counter()
     trials = []
     for c in cells:
-        keras.backend.clear_session()
         cfg = TrialConfig(dataset=dataset, data_dir=data_dir, arch=c["arch"], blur=c["blur"], seed=c["seed"],
                           epochs=epochs, batch_size=batch_size, per_class=per_class, test_blur=(0, c["blur"]),
                           precision=precision)
@@ -1025,16 +1016,10 @@ def main(args) -> int:
 
     def run(i: int, name: str, what: str, fn):
         nonlocal failed
-        try:
-            _run(i, name, what, fn)
-        finally:
-            save()
-
-    def _run(i: int, name: str, what: str, fn):
-        nonlocal failed
         if name in skip:
             parts[name] = {"skipped": True}
             _log(f"[{i}/{len(PARTS)}] {name}: skipped")
+            save()
             return
         _log(f"[{i}/{len(PARTS)}] {name}: {what} ...")
         t = time.perf_counter()
@@ -1045,10 +1030,12 @@ def main(args) -> int:
             failed = True
             parts[name] = {"error": f"{type(e).__name__}: {e}"}
             _log(f"[{i}/{len(PARTS)}] {name}: FAILED: {type(e).__name__}: {str(e)[:500]}")
+            save()
             return
         parts[name]["seconds"] = time.perf_counter() - t
         parts[name]["load_average_after"] = _load()
         cpu = parts[name]["cpu"] = watch.stop()
+        save()
         if cpu["foreign_cpu_fraction"] > FOREIGN_WARN:
             _log(f"      warning: other processes took {cpu['foreign_cpu_fraction']:.0%} of the CPU during this "
                  f"part ({', '.join(f'{n} {c:.0f} s' for n, c in cpu['foreign_top'])}): its numbers are low")

@@ -79,18 +79,27 @@ def worker(arch: str, batch_size: int, threads: int, seconds: float, steps: int,
                                "warmup_s": warmup_s}))
 
 
-def _gpu_sample() -> dict | None:
-    """GPU utilisation and memory in use right now, from nvidia-smi; None where there is none."""
+def nvidia_smi(fields: str) -> list[str] | None:
+    """The first GPU's values of nvidia-smi's `--query-gpu` fields; None where there is no such GPU."""
     exe = shutil.which("nvidia-smi")
     if not exe:
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=utilization.gpu,memory.used,memory.total",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
-        util, used, total = (float(v) for v in out.stdout.strip().splitlines()[0].split(","))
-        return {"gpu_util_percent": util, "memory_used_mib": used, "memory_total_mib": total}
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        out = subprocess.run([exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10)
+        return [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")]
+    except (OSError, subprocess.SubprocessError, IndexError):
         return None
+
+
+def _gpu_sample() -> dict | None:
+    """GPU utilisation and memory in use right now."""
+    values = nvidia_smi("utilization.gpu,memory.used,memory.total")
+    try:
+        util, used, total = (float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    return {"gpu_util_percent": util, "memory_used_mib": used, "memory_total_mib": total}
 
 
 def run_side_by_side(n: int, arch: str, batch_size: int, threads: int, seconds: float, steps: int,

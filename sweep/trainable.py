@@ -52,16 +52,17 @@ def train_one(config: dict, data=None) -> None:
     # which node and worker process ran each epoch: multi-node checks, and reused workers (reuse_actors)
     node_id = ray.get_runtime_context().get_node_id()
 
-    blocked = {"s": None}
+    last_report_s = None
 
     def report(metrics: dict, checkpoint_dir: Path | None) -> None:
+        nonlocal last_report_s
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         # report_s: how long the previous tune.report held this trial (persisting its checkpoint, then
         # waiting for the driver to take the result): time that is neither training nor testing
         t = time.perf_counter()
-        tune.report({**metrics, "node_id": node_id, "pid": os.getpid(), "report_s": blocked["s"]},
+        tune.report({**metrics, "node_id": node_id, "pid": os.getpid(), "report_s": last_report_s},
                     checkpoint=checkpoint)
-        blocked["s"] = time.perf_counter() - t
+        last_report_s = time.perf_counter() - t
         if "done_training" not in metrics:
             _maybe_inject_fault(config, metrics["epoch"])
 
