@@ -77,16 +77,18 @@ def cmd_data_preview(args) -> int:
 def cmd_train(args) -> int:
     from hwclf.config import TrialConfig, parse_number_list
     from hwclf.io import atomic_write_json
+    from hwclf.mixture import parse_train_blur, slug
 
     integer = args.blur_kind == "box"
     cfg = TrialConfig(
         dataset=args.dataset, data_dir=args.data_dir, arch=args.arch, blur_kind=args.blur_kind,
-        blur=parse_number_list(args.blur, "--blur", integer=integer)[0], seed=args.seed, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.lr, val_fraction=args.val_fraction,
+        blur=parse_train_blur(args.blur, "--blur", integer=integer), seed=args.seed, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
+        warmup_fraction=args.warmup, val_fraction=args.val_fraction,
         test_blur=parse_number_list(args.test_blur, "--test-blur", integer=integer) if args.test_blur else (),
         per_class=args.per_class, eval_weights=args.eval_weights, threads=args.threads, precision=args.precision,
     )
-    out = Path(args.out or f"runs/{cfg.arch}-b{cfg.blur:g}-s{cfg.seed}")
+    out = Path(args.out or f"runs/{cfg.arch}-b{slug(cfg.blur)}-s{cfg.seed}")
     ckpt_dir = out / "checkpoint"
     resume_from = ckpt_dir if args.resume and ckpt_dir.is_dir() else None
     if out.exists() and not args.resume and (out / "evaluation.json").exists():
@@ -171,12 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="one trial without Ray: train, test at every blur level, write metrics JSON")
     _add_data_args(t)
     t.add_argument("--arch", default="basic", help="basic, basic_se, resnet, resnet_se, mobilenet, mobilenet_se")
-    t.add_argument("--blur", default="0", help="training blur level (box kernel; sigma for --blur-kind gaussian)")
+    t.add_argument("--blur", default="0", help="training blur level (box kernel; sigma for --blur-kind gaussian), "
+                                               "or a mixture such as mix:0/5/10 (a level drawn per image and epoch)")
     t.add_argument("--blur-kind", default="box", choices=["box", "gaussian"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the peak, with --lr-schedule cosine)")
+    t.add_argument("--lr-schedule", default="constant",
+                   help="constant (default, the original notebook) or cosine (warm-up, then cosine decay to 0)")
+    t.add_argument("--warmup", type=float, default=0.0,
+                   help="cosine: fraction of all steps spent warming up linearly from 0 (e.g. 0.2)")
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--test-blur", default=None, help="test blur levels, comma-separated (default: 0 and --blur)")
     t.add_argument("--per-class", type=int, default=None, help="at most this many training images per class")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hwclf.errors import UserError
+from hwclf.mixture import mix_levels, parse_train_blur, parse_train_blurs, sort_key
 
 BLUR_KINDS = ("box", "gaussian")
 EVAL_WEIGHTS = ("last", "best")
@@ -20,6 +21,9 @@ EVAL_WEIGHTS = ("last", "best")
 # layer; 1.3-1.6x faster (measured) where the hardware has bf16 units (AVX512-BF16/AMX CPUs, Ampere+
 # GPUs; not a T4).
 PRECISIONS = ("float32", "mixed_bfloat16")
+# constant: Adam at a fixed rate (the original notebook). cosine: linear warm-up over `warmup_fraction` of
+# the steps to `learning_rate`, then cosine decay to 0 (the fast recipe; docs/recipe.md has its ablation).
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def _names(options) -> str:
@@ -98,11 +102,13 @@ class TrialConfig:
     data_dir: str | None = None
     arch: str = "basic"
     blur_kind: str = "box"
-    blur: float = 0
+    blur: float | str = 0  # a level, or a mixture "mix:0/5/10" (hwclf.mixture)
     seed: int = 0
     epochs: int = 2
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # the constant rate, or the peak of the cosine schedule
+    lr_schedule: str = "constant"  # LR_SCHEDULES
+    warmup_fraction: float = 0.0  # cosine: share of all steps spent warming up linearly from 0
     val_fraction: float = 0.1
     test_blur: tuple = ()  # empty: (0, blur)
     per_class: int | None = None  # cap on training images per class, for quick studies
@@ -119,16 +125,16 @@ class TrialConfig:
         _check_choice("arch", self.arch, MODELS)
         _check_choice("blur_kind", self.blur_kind, BLUR_KINDS)
         integer = self.blur_kind == "box"
-        (blur,) = parse_number_list([self.blur], "blur", integer=integer)
+        blur = parse_train_blur(self.blur, "blur", integer=integer)
         object.__setattr__(self, "blur", blur)
         object.__setattr__(self, "seed", _check_int("seed", self.seed, 0))
         object.__setattr__(self, "epochs", _check_int("epochs", self.epochs, 1))
         object.__setattr__(self, "batch_size", _check_int("batch_size", self.batch_size, 1))
-        object.__setattr__(self, "learning_rate", _check_float("learning_rate", self.learning_rate, 0, 10, lo_open=True))
+        _check_recipe(self)
         object.__setattr__(self, "val_fraction", _check_float("val_fraction", self.val_fraction, 0, 0.5, lo_open=True))
         test_blur = parse_number_list(list(self.test_blur), "test_blur", integer=integer) if self.test_blur else ()
         if not test_blur:
-            test_blur = tuple(sorted({0, blur}))
+            test_blur = tuple(sorted({0, *mix_levels(blur)}))
         object.__setattr__(self, "test_blur", tuple(sorted(set(test_blur))))
         if self.per_class is not None:
             object.__setattr__(self, "per_class", _check_int("per_class", self.per_class, 1))
@@ -172,6 +178,8 @@ class SweepConfig:
     epochs: int = 2
     batch_size: int = 128
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_fraction: float = 0.0
     val_fraction: float = 0.1
     per_class: int | None = None
     eval_weights: str = "last"
@@ -198,7 +206,8 @@ class SweepConfig:
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("blur_kind", self.blur_kind, BLUR_KINDS)
         integer = self.blur_kind == "box"
-        object.__setattr__(self, "train_blur", parse_number_list(self.train_blur, "train_blur", integer=integer))
+        object.__setattr__(self, "train_blur", tuple(sorted(parse_train_blurs(self.train_blur, "train_blur", integer),
+                                                            key=sort_key)))
         archs = self.archs.split(",") if isinstance(self.archs, str) else list(self.archs)
         archs = [a.strip() for a in archs if str(a).strip()]
         if not archs:
@@ -211,14 +220,14 @@ class SweepConfig:
         object.__setattr__(self, "train_blur", tuple(dict.fromkeys(self.train_blur)))
         tb = parse_number_list(self.test_blur, "test_blur", integer=integer) if self.test_blur else ()
         if not tb:
-            tb = (0,) + tuple(self.train_blur)
+            tb = (0,) + tuple(level for b in self.train_blur for level in mix_levels(b))
         object.__setattr__(self, "test_blur", tuple(sorted(set(tb))))
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("se_ratio", 1), ("threads_per_trial", 0),
                               ("max_concurrent", 0), ("max_failures", -1)):
             object.__setattr__(self, name, _check_int(name, getattr(self, name), minimum))
         if self.per_class is not None:
             object.__setattr__(self, "per_class", _check_int("per_class", self.per_class, 1))
-        object.__setattr__(self, "learning_rate", _check_float("learning_rate", self.learning_rate, 0, 10, lo_open=True))
+        _check_recipe(self)
         object.__setattr__(self, "val_fraction", _check_float("val_fraction", self.val_fraction, 0, 0.5, lo_open=True))
         object.__setattr__(self, "cpus_per_trial", _check_float("cpus_per_trial", self.cpus_per_trial, 0, 1024, lo_open=True))
         object.__setattr__(self, "gpus_per_trial", _check_float("gpus_per_trial", self.gpus_per_trial, 0, 64))
@@ -281,10 +290,22 @@ class SweepConfig:
         return TrialConfig(
             dataset=self.dataset, data_dir=self.data_dir, arch=arch, blur_kind=self.blur_kind, blur=blur,
             seed=seed, epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            val_fraction=self.val_fraction, test_blur=self.test_blur, per_class=self.per_class,
+            lr_schedule=self.lr_schedule, warmup_fraction=self.warmup_fraction, val_fraction=self.val_fraction,
+            test_blur=self.test_blur, per_class=self.per_class,
             eval_weights=self.eval_weights, threads=self.threads_per_trial if threads is None else threads,
             se_ratio=self.se_ratio, precision=self.precision,
         )
+
+
+def _check_recipe(cfg) -> None:
+    """Learning rate and its schedule, shared by trial and sweep configs (frozen dataclasses)."""
+    object.__setattr__(cfg, "learning_rate", _check_float("learning_rate", cfg.learning_rate, 0, 10, lo_open=True))
+    _check_choice("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
+    object.__setattr__(cfg, "warmup_fraction",
+                       _check_float("warmup_fraction", cfg.warmup_fraction, 0, 1, hi_open=True))
+    if cfg.lr_schedule == "constant" and cfg.warmup_fraction:
+        raise UserError(f"warmup_fraction: {cfg.warmup_fraction:g} needs lr_schedule: cosine "
+                        f"(a constant rate has no warm-up)")
 
 
 _LISTY = (tuple, list)
@@ -297,7 +318,8 @@ def _check_type(source: str, key: str, value: Any, default: Any) -> None:
             return
         raise UserError(f"{source}: key {key!r} is empty")
     if isinstance(default, _LISTY):
-        if not isinstance(value, (*_LISTY, str, int, float)) or isinstance(value, bool):
+        allowed = (*_LISTY, str, int, float, dict) if key == "train_blur" else (*_LISTY, str, int, float)  # {mix: [...]}
+        if not isinstance(value, allowed) or isinstance(value, bool):
             raise UserError(f"{source}: key {key!r} must be a list, got {type(value).__name__}")
     elif isinstance(default, bool):
         if not isinstance(value, bool):

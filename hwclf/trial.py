@@ -22,6 +22,7 @@ import numpy as np
 from hwclf.blur import blur
 from hwclf.config import TrialConfig
 from hwclf.data import Dataset, load_dataset, subset_per_class, train_val_split
+from hwclf.mixture import VALIDATION_DRAW, draw_levels, is_mix, mix_levels
 
 ReportFn = Callable[[dict, "Path | None"], None]
 
@@ -63,16 +64,71 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 255.0)[..., None]
 
 
-def prepare_data(cfg: TrialConfig, data: Dataset):
-    """The trial's own copy: optional per-class subset, stratified validation split, blur at cfg.blur."""
+def split_indices(cfg: TrialConfig, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices into the dataset's training split: optional per-class subset, then a
+    stratified validation split, both from the trial's seed."""
     idx = np.arange(len(data.y_train))
     if cfg.per_class:
         idx = subset_per_class(data.y_train, cfg.per_class, cfg.seed)
     tr, va = train_val_split(data.y_train[idx], cfg.val_fraction, cfg.seed)
-    tr, va = idx[tr], idx[va]
+    return idx[tr], idx[va]
+
+
+def prepare_data(cfg: TrialConfig, data: Dataset):
+    """The trial's own copy at one blur level: model inputs for training and validation, and their labels."""
+    tr, va = split_indices(cfg, data)
     x_train = to_model_input(blur(data.x_train[tr], cfg.blur, cfg.blur_kind))
     x_val = to_model_input(blur(data.x_train[va], cfg.blur, cfg.blur_kind))
     return x_train, data.y_train[tr], x_val, data.y_train[va]
+
+
+class MixtureData:
+    """A blur mixture's training data: every image blurred once per level (uint8, so 3 levels of all of
+    EMNIST take 0.3 GB), and each epoch's inputs picked from those copies by `draw_levels`.
+
+    Picking from pre-blurred copies costs one gather and one float conversion per epoch instead of a blur
+    per batch (docs/performance.md measures it against a single-level trial).
+    """
+
+    def __init__(self, cfg: TrialConfig, data: Dataset):
+        tr, va = split_indices(cfg, data)
+        self.levels = mix_levels(cfg.blur)
+        self.seed = cfg.seed
+        self.copies = np.stack([blur(data.x_train[tr], level, cfg.blur_kind) for level in self.levels])
+        self.y_train = data.y_train[tr]
+        val_copies = np.stack([blur(data.x_train[va], level, cfg.blur_kind) for level in self.levels])
+        self.x_val = to_model_input(self._pick(val_copies, VALIDATION_DRAW))
+        self.y_val = data.y_train[va]
+
+    def _pick(self, copies: np.ndarray, epoch: int) -> np.ndarray:
+        which = draw_levels(copies.shape[1], len(self.levels), self.seed, epoch)
+        return copies[which, np.arange(copies.shape[1])]
+
+    def x_train(self, epoch: int) -> np.ndarray:
+        """Model inputs for `epoch` (0-based): a fresh level per image, the same after a resume."""
+        return to_model_input(self._pick(self.copies, epoch))
+
+
+def make_learning_rate(cfg: TrialConfig, steps_per_epoch: int):
+    """A float for the constant schedule; for cosine, linear warm-up from 0 to the peak over
+    `warmup_fraction` of all steps, then cosine decay to 0 at the last step. The schedule reads Adam's step
+    counter, which is checkpointed, so a resumed trial continues the curve where it stopped."""
+    if cfg.lr_schedule == "constant":
+        return cfg.learning_rate
+    import keras
+
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(round(cfg.warmup_fraction * total))
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=total, alpha=0.0)
+    return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(1, total - warmup), alpha=0.0,
+                                                  warmup_target=cfg.learning_rate, warmup_steps=warmup)
+
+
+def current_learning_rate(model) -> float:
+    import keras
+
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray, num_classes: int, writers: np.ndarray | None = None,
@@ -145,9 +201,15 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
     # Global in Keras: set by every trial, so a reused worker never inherits the previous trial's policy
     keras.mixed_precision.set_global_policy(cfg.precision)
     keras.utils.set_random_seed(cfg.seed)
-    x_train, y_train, x_val, y_val = prepare_data(cfg, data)
+    mixture = MixtureData(cfg, data) if is_mix(cfg.blur) else None
+    if mixture is None:
+        x_train, y_train, x_val, y_val = prepare_data(cfg, data)
+    else:
+        x_train, y_train, x_val, y_val = None, mixture.y_train, mixture.x_val, mixture.y_val
 
-    model = compile_model(build_model(cfg.arch, data.num_classes, se_ratio=cfg.se_ratio), cfg.learning_rate)
+    steps_per_epoch = -(-len(y_train) // cfg.batch_size)
+    model = compile_model(build_model(cfg.arch, data.num_classes, se_ratio=cfg.se_ratio),
+                          make_learning_rate(cfg, steps_per_epoch))
     state = _load_state(resume_from)
     if state is not None:
         restore_weights_and_optimizer(model, Path(resume_from))
@@ -184,6 +246,7 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
                    "accuracy": float(logs.get("accuracy", np.nan)),
                    "val_loss": float(logs.get("val_loss", np.nan)),
                    "val_accuracy": float(logs.get("val_accuracy", np.nan)),
+                   "learning_rate": current_learning_rate(model),  # at the epoch's end
                    "epoch_time_s": dt, "images_per_s": len(y_train) / dt if dt > 0 else None}
             state["epoch"] = epoch + 1
             state["history"].append(row)
@@ -197,8 +260,15 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
             shutil.rmtree(ckpt, ignore_errors=True)
 
     t_fit = time.perf_counter()
-    if state["epoch"] < cfg.epochs:
+    if mixture is None and state["epoch"] < cfg.epochs:
         model.fit(x_train, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs, initial_epoch=state["epoch"],
+                  validation_data=(x_val, y_val), callbacks=[EpochHook()], verbose=verbose, shuffle=True)
+    while mixture is not None and state["epoch"] < cfg.epochs:
+        # One fit per epoch, each on that epoch's draw and reseeded from (seed, epoch): a resumed mixture
+        # trial shuffles and draws exactly as the uninterrupted one did.
+        epoch = state["epoch"]
+        keras.utils.set_random_seed(cfg.seed + 1000 * epoch)
+        model.fit(mixture.x_train(epoch), y_train, batch_size=cfg.batch_size, epochs=epoch + 1, initial_epoch=epoch,
                   validation_data=(x_val, y_val), callbacks=[EpochHook()], verbose=verbose, shuffle=True)
 
     fit_time = time.perf_counter() - t_fit

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from ray import tune
 
+from hwclf.mixture import label, slug
+
 
 def trial_name(trial) -> str:
     c = trial.config
-    return f"{c['arch']}-b{c['blur']:g}-s{c['seed']}"
+    return f"{c['arch']}-b{slug(c['blur'])}-s{c['seed']}"
 
 
 def trial_dirname(trial) -> str:
@@ -33,10 +35,15 @@ class TrialLines(tune.Callback):
         self.done += 1
         r = trial.last_result or {}
         blur = trial.config["blur"]
-        clean, matched = r.get("test_accuracy_b0"), r.get(f"test_accuracy_b{blur:g}")
+        clean = r.get("test_accuracy_b0")
         acc = f"clean test {100 * clean:.1f}%" if clean is not None else "no test result"
-        if matched is not None and blur:
-            acc += f", test at blur {blur:g} {100 * matched:.1f}%"
+        if isinstance(blur, str):  # a mixture: its accuracy at each of its levels
+            levels = [lv for lv in blur.split(":", 1)[1].split("/") if lv != "0"]
+            acc += "".join(f", at {lv} {100 * r[f'test_accuracy_b{lv}']:.1f}%" for lv in levels
+                           if r.get(f"test_accuracy_b{lv}") is not None)
+            acc = f"({label(blur)}) " + acc
+        elif blur and r.get(f"test_accuracy_b{blur:g}") is not None:
+            acc += f", test at blur {blur:g} {100 * r[f'test_accuracy_b{blur:g}']:.1f}%"
         print(f"{self._count()} done   {trial_name(trial)}: {acc} ({r.get('time_total_s', 0):.0f} s)", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -55,7 +55,8 @@ def load_config(args) -> SweepConfig:
         storage=args.storage, data_dir=args.data_dir, per_class=args.per_class, test_blur=args.test_blur,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures,
         max_concurrent=args.max_concurrent, reuse_actors=False if args.no_reuse_actors else None,
-        precision=args.precision,
+        precision=args.precision, lr_schedule=args.lr_schedule, warmup_fraction=args.warmup,
+        learning_rate=args.lr, batch_size=args.batch_size,
     )
 
 
@@ -236,7 +237,9 @@ def run(args) -> int:
 
     from hwclf.data import load_dataset  # fail on bad data before Ray starts anything
 
-    print(f"hwclf sweep '{cfg.name}': {cfg.dataset}, {cfg.blur_kind} blur {list(cfg.train_blur)} x "
+    from hwclf.mixture import label
+
+    print(f"hwclf sweep '{cfg.name}': {cfg.dataset}, {cfg.blur_kind} blur {[label(b) for b in cfg.train_blur]} x "
           f"{len(cfg.archs)} archs x {len(cfg.seeds)} seeds = {len(cfg.grid())} trials, {cfg.epochs} epochs each",
           flush=True)
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
@@ -297,11 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", help=f"a config in sweep/configs ({', '.join(presets())}); default demo")
     g.add_argument("--config", help="a sweep config YAML file")
     g.add_argument("--name", help="experiment name (directory under storage)")
-    g.add_argument("--blur", help="train blur levels, e.g. 0,5,10,20,30")
+    g.add_argument("--blur", help="train blur levels, e.g. 0,5,10,20,30; a mixture is one value: 0,5,mix:0/5/10")
     g.add_argument("--test-blur", help="test blur levels (default: 0 and every train level)")
     g.add_argument("--archs", help="architectures, e.g. basic,resnet_se")
     g.add_argument("--seeds", help="seeds, e.g. 0,1,2")
     g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="Adam learning rate (the peak, with --lr-schedule cosine)")
+    g.add_argument("--lr-schedule", help="constant or cosine (linear warm-up, then cosine decay to 0)")
+    g.add_argument("--warmup", type=float, help="cosine: fraction of all steps spent warming up (e.g. 0.2)")
     g.add_argument("--precision", help="float32 or mixed_bfloat16 (bf16 compute: 1.3-1.6x faster where the "
                                        "hardware has bf16 units)")
     g.add_argument("--per-class", type=int, help="at most this many training images per class")

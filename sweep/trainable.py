@@ -26,11 +26,13 @@ def _maybe_inject_fault(config: dict, epoch: int) -> None:
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
+    from hwclf.mixture import slug
+
     parts = spec.split(":")
     at_epoch, marker_dir = int(parts[0]), Path(parts[1])
     if epoch != at_epoch:
         return
-    marker = marker_dir / f"crashed-{config['arch']}-b{config['blur']}-s{config['seed']}"
+    marker = marker_dir / f"crashed-{config['arch']}-b{slug(config['blur'])}-s{config['seed']}"
     if marker.exists():
         return
     marker_dir.mkdir(parents=True, exist_ok=True)

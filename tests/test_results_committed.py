@@ -39,8 +39,13 @@ def test_config_readme_and_fingerprint(study):
     assert cfg.name == d.name
     recorded, current = sweep["config"], json.loads(json.dumps(cfg.to_dict()))
     # Keys added to the config after a study ran take their defaults, which reproduce that study:
-    # precision float32 (the only precision then), reuse_actors (results bit-identical either way, tested)
-    assert set(current) - set(recorded) <= {"precision", "reuse_actors"} and current["precision"] == "float32"
+    # precision float32 (the only precision then), reuse_actors (results bit-identical either way, tested),
+    # the constant learning rate without warm-up (the only schedule then)
+    added = set(current) - set(recorded)
+    assert added <= {"precision", "reuse_actors", "lr_schedule", "warmup_fraction"}
+    assert {k: current[k] for k in added} == {k: v for k, v in {"precision": "float32", "lr_schedule": "constant",
+                                               "warmup_fraction": 0.0, "reuse_actors": current["reuse_actors"]}.items()
+                                               if k in added}
     assert {k: current[k] for k in recorded} == recorded, "sweep.yaml must be the config the sweep ran with"
     readme = (d / "README.md").read_text()
     assert f"python sweep/run.py --config results/{d.name}/sweep.yaml" in readme
