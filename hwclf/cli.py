@@ -1,4 +1,4 @@
-"""`hwclf` command line: data verify/preview, train (one trial, no Ray), sweep, report, bench, models.
+"""`hwclf` command line: data verify/preview, train (one trial, no Ray), sweep, report, export, bench, models.
 
 A user's mistake ends in one line on stderr and exit code 2, never a traceback.
 """
@@ -142,8 +142,19 @@ def run_sweep(argv: list[str]) -> int:
 def cmd_report(args) -> int:
     from hwclf.report import write_report
 
-    path = write_report(args.experiment, args.out)
+    path = write_report(args.experiment, args.out, records=not args.no_records)
     print(f"report: {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from hwclf.report.load import COMPLETE
+    from hwclf.report.records import export
+
+    path, exp = export(args.experiment, args.out)
+    size, n = path.stat().st_size, exp.counts()[COMPLETE]
+    print(f"records: {path} ({n} complete trials, {size:,} bytes"
+          + (f", {size / n:,.0f} bytes per complete trial)" if n else ")"))
     return 0
 
 
@@ -203,10 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sweep", help="the Ray Tune sweep (same as python sweep/run.py); see hwclf sweep --help",
                    add_help=False)  # main() hands its arguments to the driver unparsed
 
-    r = sub.add_parser("report", help="tables, figures and report.html from a sweep directory (offline, no Ray)")
-    r.add_argument("experiment", help="experiment directory or s3:// / gs:// URI (e.g. results/demo)")
-    r.add_argument("--out", default=None, help="output directory (default EXPERIMENT/report)")
+    r = sub.add_parser("report", help="tables, figures and report.html from a sweep directory or its records "
+                                      "(offline, no Ray); several are merged into one study")
+    r.add_argument("experiment", nargs="+",
+                   help="sweep directory or s3:// / gs:// URI (e.g. results/demo), or a record set "
+                        "(e.g. results/demo/records); several: one study (same data, test levels and recipe)")
+    r.add_argument("--out", default=None, help="output directory (default EXPERIMENT/report; required when merging)")
+    r.add_argument("--no-records", action="store_true",
+                   help="do not write the sweep's records to EXPERIMENT/records/ (written by default from a raw "
+                        "local sweep)")
     r.set_defaults(func=cmd_report)
+
+    x = sub.add_parser("export", help="portable records of a sweep (no weights; small enough to commit), from which "
+                                      "hwclf report rebuilds the same report")
+    x.add_argument("experiment", help="raw sweep directory or s3:// / gs:// URI")
+    x.add_argument("--out", default=None,
+                   help="directory for hwclf-records.jsonl.gz (default EXPERIMENT/records; ./NAME-records for a URI)")
+    x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="how close training runs to this machine's limit, and the naive baseline")
     b.add_argument("--out", default="bench.json", help="JSON file to write (a .md table is written beside it)")

@@ -201,7 +201,7 @@ def build_tuner(cfg: SweepConfig, dataset, exp_path: str, resume: bool, total: i
     return tune.Tuner(trainable, param_space=param_space(cfg), tune_config=tune_config, run_config=run_config)
 
 
-SWEEP_OUTPUTS = (SWEEP_FILE, SAMPLES_FILE, CONFIG_FILE, "report", "tuner.pkl", "trainable.pkl",
+SWEEP_OUTPUTS = (SWEEP_FILE, SAMPLES_FILE, CONFIG_FILE, "report", "records", "tuner.pkl", "trainable.pkl",
                  "experiment_state-*.json", "basic-variant-state-*.json", "search_gen_state-*.json", ".validate_*")
 
 

@@ -68,3 +68,17 @@ def digits():
     from hwclf.data import load_dataset
 
     return load_dataset("digits")
+
+
+@pytest.fixture
+def fast_figures(monkeypatch):
+    """For report tests about tables, text and files: skip the (slow) drawing, keep a valid PNG in each figure's
+    place (robust.png only where there is a mixture row)."""
+    from hwclf.report import figures
+
+    png = figures.to_png(__import__("matplotlib.figure", fromlist=["Figure"]).Figure(figsize=(1, 1)))
+    for name in ("curves_figure", "heatmaps_figure", "learning_curves_figure", "per_letter_figure"):
+        monkeypatch.setattr(figures, name, lambda *a, **k: png)
+    monkeypatch.setattr(figures, "writers_figure", lambda exp, accs, *a, **k: png if accs else None)
+    monkeypatch.setattr(figures, "robust_figure", lambda exp, robust: png if len(robust) else None)
+    return png

@@ -36,18 +36,6 @@ def partial(tmp_path_factory):
     return exp, html.parent
 
 
-@pytest.fixture
-def fast_figures(monkeypatch):
-    """For tests about tables, text and files: skip the (slow) drawing, keep a valid PNG in each figure's place."""
-    from hwclf.report import figures
-
-    png = figures.to_png(__import__("matplotlib.figure", fromlist=["Figure"]).Figure(figsize=(1, 1)))
-    for name in ("curves_figure", "heatmaps_figure", "learning_curves_figure", "per_letter_figure"):
-        monkeypatch.setattr(figures, name, lambda *a, **k: png)
-    monkeypatch.setattr(figures, "writers_figure", lambda exp, accs, *a, **k: png if accs else None)
-    return png
-
-
 def _conclusions(out) -> list:
     md = (out / "report.md").read_text()
     body = md.split("## Conclusions", 1)[1].split("## Tables", 1)[0]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwclf import mixture
+
 LETTERS = list(string.ascii_uppercase)
 
 
@@ -89,7 +91,7 @@ def write_trial(exp: Path, arch: str, blur, seed: int, tests: list | None = None
     """One Ray Tune trial directory. status: complete (evaluation.json in the last checkpoint), failed
     (error.txt, no evaluation.json) or incomplete (neither)."""
     trial_id = trial_id or f"t{zlib.crc32(f'{arch}/{blur}/{seed}'.encode()) % 100000:05d}_{seed:05d}"
-    d = exp / f"{arch}-b{blur}-s{seed}-{trial_id}"
+    d = exp / f"{arch}-b{mixture.slug(blur)}-s{seed}-{trial_id}"  # mix:0/5/10 -> mix0_5_10, as Ray names it
     d.mkdir(parents=True, exist_ok=True)
     params = {"dataset": dataset, "data_dir": None, "arch": arch, "blur_kind": "box", "blur": blur, "seed": seed,
               "epochs": epochs, "batch_size": 128, "learning_rate": 0.001, "val_fraction": 0.1,

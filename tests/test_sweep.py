@@ -103,6 +103,8 @@ def test_fresh_removes_what_a_sweep_wrote_and_keeps_the_users_files(tmp_path):
     (exp / "basic-b0-s0-abc_00000" / "params.json").write_text("{}")
     (exp / "report").mkdir()
     (exp / "report" / "report.md").write_text("old")
+    (exp / "records").mkdir()  # hwclf report writes the sweep's records there
+    (exp / "records" / "hwclf-records.jsonl.gz").write_bytes(b"old")
     for name in ("hwclf-sweep.json", "sweep.yaml", "samples.png", "tuner.pkl", "experiment_state-2026.json"):
         (exp / name).write_text("x")
     (exp / "README.md").write_text("mine")

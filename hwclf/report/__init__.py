@@ -2,6 +2,8 @@
 figures, report.md and a self-contained report.html.
 
 Public API: ``write_report`` (everything), ``load_experiment`` and ``tidy_table`` (to analyse by hand).
+The input is a raw sweep directory, a record set (records.py) or several of either merged into one study
+(merge.py); from a raw local sweep the report also writes its records to ``<sweep>/records/``.
 Every file goes through ``hwclf.io.atomic_write_*`` so an interrupted report never leaves a half-written
 file, and a report can be regenerated over an old one.
 """
@@ -16,8 +18,10 @@ from pathlib import Path
 
 from hwclf.errors import UserError
 from hwclf.io import atomic_write_bytes, is_uri
-from hwclf.report.load import (COMPLETE, FAILED, INCOMPLETE, MISSING, Experiment, TrialRecord,
+from hwclf.report.load import (COMPLETE, FAILED, INCOMPLETE, MISSING, RECORDS_DIR, Experiment, TrialRecord,
                                load_experiment)
+from hwclf.report.merge import load_study
+from hwclf.report.records import RECORDS_FILE, write_records
 from hwclf.report.tables import tidy_table
 
 __all__ = ["write_report", "load_experiment", "tidy_table", "compute", "Experiment", "TrialRecord",
@@ -27,16 +31,22 @@ __all__ = ["write_report", "load_experiment", "tidy_table", "compute", "Experime
 # does not produce them (e.g. writers.png after the writer ids were dropped), so the folder never mixes runs.
 OUTPUTS = ("trials.csv", "trials.parquet", "summary.csv", "summary.md", "matrix.csv", "per_letter.csv",
            "letters_hurt.csv", "confusions.csv", "recovery.csv", "writers.csv", "samples.png", "accuracy_vs_blur.png",
-           "loss_vs_blur.png", "heatmaps.png", "learning_curves.png", "per_letter.png", "writers.png", "report.md",
-           "report.html")
+           "loss_vs_blur.png", "heatmaps.png", "learning_curves.png", "per_letter.png", "writers.png", "robust.csv",
+           "robust.png", "report.md", "report.html")
 
 
 def default_out(experiment: str) -> Path:
-    """<experiment>/report/ for a local experiment; ./<name>-report/ for a URI (the bucket stays read-only)."""
+    """<experiment>/report/ for a local experiment (<sweep>/report/ for its record set <sweep>/records/);
+    ./<name>-report/ for a URI (the bucket stays read-only)."""
     if is_uri(experiment):
         name = posixpath.basename(str(experiment).rstrip("/")) or "experiment"
         return Path.cwd() / f"{name}-report"
-    return Path(experiment).expanduser().resolve() / "report"
+    path = Path(experiment).expanduser().resolve()
+    if path.is_file():  # records/hwclf-records.jsonl.gz
+        path = path.parent
+    if path.name == RECORDS_DIR and (path / RECORDS_FILE).is_file():
+        return path.parent / "report"
+    return path / "report"
 
 
 def compute(exp: Experiment):
@@ -44,6 +54,8 @@ def compute(exp: Experiment):
     from hwclf.report import tables as T
     from hwclf.report.conclude import conclusions
     from hwclf.report.document import Results
+
+    from hwclf.report.robust import robust_table
 
     tidy = T.tidy_table(exp)
     summary = T.summary_table(exp, tidy)
@@ -60,8 +72,8 @@ def compute(exp: Experiment):
     res = Results(tidy=tidy, summary=summary, matrix=matrix, loss_matrix=loss_matrix, per_letter=T.per_letter_table(exp),
                   drops=drops, hurt=hurt, confusions=confusions, writer_accs=writer_accs, writers=writers,
                   recovery=recovery, reference=reference, curves=T.learning_curves_table(exp), models=T.models_table(exp, tidy),
-                  best_arch=best, conclusions=[])
-    res.conclusions = conclusions(exp, summary, matrix, recovery, hurt, confusions, writers, best)
+                  best_arch=best, conclusions=[], robust=robust_table(exp))
+    res.conclusions = conclusions(exp, summary, matrix, recovery, hurt, confusions, writers, best, res.robust)
     return res
 
 
@@ -70,14 +82,31 @@ def _csv(df) -> str:
 
 
 def _parquet(df) -> bytes:
+    """With a mixture on the train-blur axis the column mixes numbers and strings, which Parquet cannot hold:
+    it is then written as strings ("0", "5", "mix:0/5/10")."""
+    if df["train_blur"].map(lambda b: isinstance(b, str)).any():
+        df = df.assign(train_blur=df["train_blur"].map(str))
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     return buf.getvalue()
 
 
-def write_report(experiment: str, out: str | None = None, *, quiet: bool = False) -> Path:
-    """Read ``experiment`` (local directory or URI, offline), write the whole report into ``out`` and return
-    the path of report.html. Progress goes to stderr in a few lines unless ``quiet``."""
+def _write_records(exp: Experiment, directory: Path, log) -> None:
+    """The sweep's records beside its report; a read-only sweep directory costs the records, not the report."""
+    try:
+        path = write_records(exp, directory)
+    except OSError as e:
+        log(f"records not written to {directory} ({e.strerror or e}); `hwclf export SWEEP --out DIR` writes them "
+            "elsewhere")
+        return
+    log(f"records: {path} ({path.stat().st_size:,} bytes)")
+
+
+def write_report(experiment, out: str | None = None, *, quiet: bool = False, records: bool = True) -> Path:
+    """Read ``experiment`` (a local directory or URI of a raw sweep or a record set, offline; or a list of them,
+    merged into one study), write the whole report into ``out`` and return the path of report.html. From a raw
+    local sweep its records go to <sweep>/records/ too, unless not ``records``. Progress goes to stderr in a
+    few lines unless ``quiet``."""
     from hwclf.report import figures as F
     from hwclf.report.document import report_blocks, summary_md_blocks
     from hwclf.report.render import render_html, render_md
@@ -88,14 +117,18 @@ def write_report(experiment: str, out: str | None = None, *, quiet: bool = False
             print(f"hwclf report: {msg}", file=sys.stderr, flush=True)
 
     t0 = time.monotonic()
-    experiment = str(experiment)
+    sources = [str(e) for e in experiment] if isinstance(experiment, (list, tuple)) else [str(experiment)]
     if out is not None and is_uri(out):
         raise UserError(f"out: {out} is a URI; the report is written to a local directory")
-    out_dir = Path(out).expanduser() if out is not None else default_out(experiment)
+    if out is None and len(sources) > 1:
+        raise UserError(f"out: merging {len(sources)} sweeps needs --out DIR (where the merged report goes)")
+    out_dir = Path(out).expanduser() if out is not None else default_out(sources[0])
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"out: {out_dir} exists and is not a directory")
 
-    exp = load_experiment(experiment)
+    exp = load_study(sources)
+    if records and exp.kind == "raw" and not is_uri(sources[0]):
+        _write_records(exp, Path(sources[0]).expanduser() / RECORDS_DIR, log)
     c = exp.counts()
     log(f"{exp.name}: {c[COMPLETE]}/{len(exp.grid)} trials complete ({c[FAILED]} failed, {c[INCOMPLETE]} incomplete, "
         f"{c[MISSING]} missing)")
@@ -119,6 +152,8 @@ def write_report(experiment: str, out: str | None = None, *, quiet: bool = False
     put_text("letters_hurt.csv", _csv(res.hurt))
     put_text("confusions.csv", _csv(res.confusions))
     put_text("recovery.csv", _csv(res.recovery))
+    if len(res.robust):
+        put_text("robust.csv", _csv(res.robust))
     if len(res.reference):
         put_text("reference.csv", _csv(res.reference))
     if res.writers is not None:
@@ -132,6 +167,7 @@ def write_report(experiment: str, out: str | None = None, *, quiet: bool = False
         "learning_curves.png": F.learning_curves_figure(exp, res.curves),
         "per_letter.png": F.per_letter_figure(exp, res.drops),
         "writers.png": F.writers_figure(exp, res.writer_accs, res.best_arch, MIN_WRITER_IMAGES),
+        "robust.png": F.robust_figure(exp, res.robust),
     }
     put_bytes("samples.png", exp.samples_png)
     for name, data in figs.items():

@@ -47,7 +47,7 @@ HALF_AT = "{arch}: below half of clean accuracy ({half} %): first at test blur {
 HALF_NEVER = ("{arch}: below half of clean accuracy ({half} %): never within the tested range (the clean-trained "
               "model still scores {acc} % at test blur {k}).")
 
-LETTERS = ("At test blur {k}, the letters that lose most (clean-trained models, all architectures pooled) are "
+LETTERS = ("At test blur {k}, the {noun} that lose most (clean-trained models, all architectures pooled) are "
            "{letters}; the most frequent confusions are {confusions}.")
 LETTER_ITEM = "{cls} ({drop} points)"
 CONFUSION_ITEM = "{true}→{pred} ({count})"
@@ -61,7 +61,14 @@ PARTIAL = ("Partial results: {cells} {verb} fewer complete seeds than planned; t
 PARTIAL_CELL = "{arch} trained at blur {b} (n={n}/{expected})"
 
 SECTIONS = ("Best architecture", "What training on blur recovers", "Transfer between blur levels",
-            "Where accuracy falls below half of clean", "Letters", "Writers", "Partial results")
+            "Is one robust model enough?", "Where accuracy falls below half of clean", "Letters", "Writers",
+            "Partial results")
+S_BEST, S_RECOVERY, S_TRANSFER, S_ROBUST, S_HALF, S_LETTERS, S_WRITERS, S_PARTIAL = SECTIONS
+
+
+def section_title(section: str, exp: Experiment) -> str:
+    """Headings as the reader's data calls its classes: "Letters", "Digits" or "Classes"."""
+    return exp.class_nouns[1].capitalize() if section == S_LETTERS else section
 
 
 @dataclass
@@ -109,7 +116,7 @@ def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: s
             diff = VERDICT_TOO_FEW_DIFF.format(diff=points(cmp.diff_mean)) if cmp.n else ""
             verdict = VERDICT_TOO_FEW.format(runner=runner, n=cmp.n, diff=diff)
     text = BEST.format(setting=setting, best=best, value=_value(row), verdict=verdict)
-    return Conclusion(SECTIONS[0], text, label=setting.lower().replace("trained ", "best when trained "), cells=cells)
+    return Conclusion(S_BEST, text, label=setting.lower().replace("trained ", "best when trained "), cells=cells)
 
 
 def best_conclusions(exp: Experiment, look: dict) -> list:
@@ -144,7 +151,7 @@ def recovery_conclusions(exp: Experiment, recovery: pd.DataFrame) -> list:
                 items.append(RECOVERY_ITEM_NO_LOSS.format(gain=points(r["gain"]), k=fmt_blur(r["blur"])))
         if items:
             cells = {(arch, 0)} | {(arch, r) for r in rows["blur"]}
-            out.append(Conclusion(SECTIONS[1], RECOVERY.format(arch=arch, items=join_and(items)),
+            out.append(Conclusion(S_RECOVERY, RECOVERY.format(arch=arch, items=join_and(items)),
                                   label=f"recovery for {arch}", cells=cells))
     return out
 
@@ -162,7 +169,7 @@ def transfer_conclusions(exp: Experiment, look: dict) -> list:
                 items.append(TRANSFER_CLEAN_ITEM.format(acc=pct(r["mean"]), b=fmt_blur(b), diff=points(r["mean"] - c0["mean"])))
                 cells.add((arch, b))
         if items:
-            out.append(Conclusion(SECTIONS[2], TRANSFER_CLEAN.format(arch=arch, items=join_and(items), clean=pct(c0["mean"])),
+            out.append(Conclusion(S_TRANSFER, TRANSFER_CLEAN.format(arch=arch, items=join_and(items), clean=pct(c0["mean"])),
                                   label=f"clean-image cost for {arch}", cells=cells))
         best_items, cells, diagonal = [], set(), True
         for k in exp.test_blurs:
@@ -177,7 +184,7 @@ def transfer_conclusions(exp: Experiment, look: dict) -> list:
         if len(exp.train_blurs) > 1 and best_items:
             text = TRANSFER_DIAGONAL.format(arch=arch) if diagonal and len(best_items) == len(exp.test_blurs) \
                 else TRANSFER_BEST.format(arch=arch, items=", ".join(best_items))
-            out.append(Conclusion(SECTIONS[2], text, label=f"best train blur for {arch}", cells=cells))
+            out.append(Conclusion(S_TRANSFER, text, label=f"best train blur for {arch}", cells=cells))
     return out
 
 
@@ -199,7 +206,7 @@ def half_conclusions(exp: Experiment, look: dict) -> list:
             text = HALF_AT.format(arch=arch, half=pct(half), k=fmt_blur(first[0]), acc=pct(first[1]))
         else:
             text = HALF_NEVER.format(arch=arch, half=pct(half), k=fmt_blur(levels[-1][0]), acc=pct(levels[-1][1]))
-        out.append(Conclusion(SECTIONS[3], text, label=f"half-of-clean level for {arch}", cells={(arch, 0)}))
+        out.append(Conclusion(S_HALF, text, label=f"half-of-clean level for {arch}", cells={(arch, 0)}))
     return out
 
 
@@ -215,8 +222,9 @@ def letter_conclusions(exp: Experiment, hurt: pd.DataFrame, confusions: pd.DataF
         letters = join_and([LETTER_ITEM.format(cls=r["class"], drop=points(-r["drop"])) for r in h.to_dict("records")])
         conf = join_and([CONFUSION_ITEM.format(true=r["true"], pred=r["predicted"], count=r["count"])
                          for r in c.to_dict("records")]) or "not recorded"
-        out.append(Conclusion(SECTIONS[4], LETTERS.format(k=fmt_blur(k), letters=letters, confusions=conf),
-                              label=f"letters at test blur {fmt_blur(k)}", cells={(a, 0) for a in exp.archs}))
+        noun = exp.class_nouns[1]
+        out.append(Conclusion(S_LETTERS, LETTERS.format(k=fmt_blur(k), noun=noun, letters=letters, confusions=conf),
+                              label=f"{noun} at test blur {fmt_blur(k)}", cells={(a, 0) for a in exp.archs}))
     return out
 
 
@@ -233,7 +241,7 @@ def writer_conclusions(exp: Experiment, writers: pd.DataFrame | None, arch: str 
     text = WRITERS.format(arch=arch, min=MIN_WRITER_IMAGES, q25=pct(r0["q25"]), q75=pct(r0["q75"]),
                           iqr0=points(r0["q75"] - r0["q25"], signed=False), q25k=pct(rk["q25"]), q75k=pct(rk["q75"]),
                           k=fmt_blur(kmax), iqrk=points(rk["q75"] - rk["q25"], signed=False))
-    return [Conclusion(SECTIONS[5], text, label=f"writer spread for {arch}", cells={(arch, 0)})]
+    return [Conclusion(S_WRITERS, text, label=f"writer spread for {arch}", cells={(arch, 0)})]
 
 
 def partial_conclusion(summary: pd.DataFrame, conclusions: list) -> Conclusion | None:
@@ -251,15 +259,17 @@ def partial_conclusion(summary: pd.DataFrame, conclusions: list) -> Conclusion |
              for r in short.to_dict("records")]
     text = PARTIAL.format(cells=join_and(cells), verb="has" if len(cells) == 1 else "have",
                           which=join_and(which) if which else "none")
-    return Conclusion(SECTIONS[6], text, label="partial results")
+    return Conclusion(S_PARTIAL, text, label="partial results")
 
 
 def conclusions(exp: Experiment, summary: pd.DataFrame, matrix: pd.DataFrame, recovery: pd.DataFrame,
                 hurt: pd.DataFrame, confusions: pd.DataFrame, writers: pd.DataFrame | None,
-                writer_arch: str | None) -> list:
+                writer_arch: str | None, robust: pd.DataFrame | None = None) -> list:
+    from hwclf.report.robust import robust_conclusions  # robust.py builds on this module's Conclusion
+
     look = lookup(matrix)
     out = (best_conclusions(exp, look) + recovery_conclusions(exp, recovery) + transfer_conclusions(exp, look)
-           + half_conclusions(exp, look) + letter_conclusions(exp, hurt, confusions)
+           + robust_conclusions(exp, robust) + half_conclusions(exp, look) + letter_conclusions(exp, hurt, confusions)
            + writer_conclusions(exp, writers, writer_arch))
     p = partial_conclusion(summary, out)
     if p:
@@ -267,4 +277,4 @@ def conclusions(exp: Experiment, summary: pd.DataFrame, matrix: pd.DataFrame, re
     return out
 
 
-__all__ = ["Conclusion", "conclusions", "SECTIONS"]
+__all__ = ["Conclusion", "conclusions", "SECTIONS", "section_title"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from hwclf.report import fmt
-from hwclf.report.conclude import SECTIONS, Conclusion
+from hwclf.report.conclude import SECTIONS, Conclusion, section_title
 from hwclf.report.fmt import DASH, fmt_blur, join_and, pct, points
 from hwclf.report.load import COMPLETE, FAILED, INCOMPLETE, MISSING, SWEEP_FILE, Experiment
 from hwclf.report.render import Bullets, Heading, Image, Para, Table
@@ -43,6 +43,7 @@ class Results:
     models: pd.DataFrame
     best_arch: str | None
     conclusions: list
+    robust: pd.DataFrame | None = None  # robust.py: mixture vs matched vs clean, empty without mixtures
 
 
 # --- summary (also summary.md) ---------------------------------------------------------------------------
@@ -50,8 +51,9 @@ class Results:
 SUMMARY_COLUMNS = ["Arch", "Train blur", "n", "Clean-test accuracy", "Clean-test balanced accuracy",
                    "Clean-test loss", "Matched-blur accuracy", "Matched-blur loss"]
 SUMMARY_CAPTION = ("Mean ± std over seeds, then the 95% CI of the mean (t-distribution). Clean test = test blur 0; "
-                   "matched = tested at the train blur. n = complete seeds / planned; ⚠ marks fewer than planned; "
-                   "with n=1 the std and CI are undefined.")
+                   "matched = tested at the train blur (a mixture such as mix 0/5/10 has no single train blur: no "
+                   "matched value, —). n = complete seeds / planned; ⚠ marks fewer than planned; with n=1 the std "
+                   "and CI are undefined.")
 
 
 def _metric_cell(row: dict, prefix: str, percent: bool) -> str:
@@ -145,7 +147,7 @@ def what_was_run(exp: Experiment, res: Results) -> list:
     if exp.samples_png:
         blocks.append(Image("samples.png", exp.samples_png, "first test images at every blur level",
                             f"samples.png: the first images of {exp.dataset_name} at every test blur level "
-                            "(what blur does to a letter), written by the sweep driver."))
+                            f"(what blur does to a {exp.class_nouns[0]}), written by the sweep driver."))
 
     blocks.append(Heading(3, "Architectures"))
     mrows = []
@@ -173,7 +175,7 @@ def what_was_run(exp: Experiment, res: Results) -> list:
     return blocks
 
 
-def conclusions_blocks(conclusions: list) -> list:
+def conclusions_blocks(exp: Experiment, conclusions: list) -> list:
     blocks: list = [Heading(2, "Conclusions"),
                     Para("Each sentence is computed from the tables below. Means are over seeds; 95% CIs use the "
                          "t-distribution; a lead between architectures is tested with a paired t-test over seeds "
@@ -183,7 +185,7 @@ def conclusions_blocks(conclusions: list) -> list:
         cs: list[Conclusion] = [c for c in conclusions if c.section == section]
         if not cs:
             continue
-        blocks.append(Heading(3, section))
+        blocks.append(Heading(3, section_title(section, exp)))
         blocks.append(Bullets([c.text for c in cs], [c.partial for c in cs]))
     return blocks
 
@@ -221,6 +223,12 @@ def tables_blocks(exp: Experiment, res: Results) -> list:
                             "Accuracy (%). The reference comes from the config (extra.reference); it is not recomputed "
                             "here, and it may be another dataset or protocol: read its label."))
 
+    if res.robust is not None and len(res.robust):
+        from hwclf.report.robust import ROBUST_CAPTION, ROBUST_COLUMNS, robust_rows
+
+        blocks.append(Heading(3, "Is one robust model enough?"))
+        blocks.append(Table(ROBUST_COLUMNS, robust_rows(res.robust), ROBUST_CAPTION))
+
     if len(res.recovery):
         blocks.append(Heading(3, "What training on blur recovers"))
         rows = [[r["arch"], fmt_blur(r["blur"]), pct(r["clean_model_clean"]), pct(r["clean_model_at_blur"]),
@@ -234,10 +242,11 @@ def tables_blocks(exp: Experiment, res: Results) -> list:
 
     hurt = res.hurt[res.hurt["arch"] == ALL_ARCHS] if len(res.hurt) else res.hurt
     if len(hurt):
-        blocks.append(Heading(3, "Letters hurt most by blur"))
+        singular, plural = exp.class_nouns
+        blocks.append(Heading(3, f"{plural.capitalize()} hurt most by blur"))
         rows = [[fmt_blur(r["test_blur"]), str(r["rank"]), r["class"], pct(r["clean_accuracy"]),
                  pct(r["blurred_accuracy"]), points(-r["drop"])] for r in hurt.to_dict("records")]
-        blocks.append(Table(["Test blur", "Rank", "Letter", "Clean test (%)", "Blurred test (%)", "Change (points)"],
+        blocks.append(Table(["Test blur", "Rank", singular.capitalize(), "Clean test (%)", "Blurred test (%)", "Change (points)"],
                             rows, "Models trained clean, all architectures pooled (per architecture: letters_hurt.csv)."))
     conf = res.confusions[res.confusions["arch"] == ALL_ARCHS] if len(res.confusions) else res.confusions
     if len(conf):
@@ -271,17 +280,21 @@ FIGURES = [
     ("loss_vs_blur.png", "test loss vs blur", "As above, for the test cross-entropy loss."),
     ("heatmaps.png", "accuracy heatmaps", "Mean accuracy for every train blur × test blur pair, per architecture."),
     ("learning_curves.png", "learning curves", "Validation accuracy and loss per epoch, mean ± std over seeds."),
-    ("per_letter.png", "per-letter accuracy drop",
-     "Accuracy each letter loses at each blurred test level relative to the clean test (models trained clean)."),
+    ("per_letter.png", "per-{noun} accuracy drop",
+     "Accuracy each {noun} loses at each blurred test level relative to the clean test (models trained clean)."),
     ("writers.png", "per-writer accuracy", "Spread of per-writer accuracy across test writers."),
+    ("robust.png", "one robust model vs specialists",
+     "Per architecture: the model trained on a blur mixture, the model trained at each test blur (matched) and the "
+     "clean-trained model, at every test blur; band: 95% CI over seeds; dotted lines: the mixture's levels."),
 ]
 
 
-def figures_blocks(figures: dict) -> list:
+def figures_blocks(exp: Experiment, figures: dict) -> list:
     blocks: list = [Heading(2, "Figures")]
+    noun = exp.class_nouns[0]
     for name, alt, caption in FIGURES:
         if figures.get(name):
-            blocks.append(Image(name, figures[name], alt, f"{name}: {caption}"))
+            blocks.append(Image(name, figures[name], alt.format(noun=noun), f"{name}: {caption.format(noun=noun)}"))
     return blocks
 
 
@@ -317,8 +330,8 @@ def missing_blocks(exp: Experiment, res: Results) -> list:
 
 def report_blocks(exp: Experiment, res: Results, figures: dict) -> list:
     title = f"Blur study {exp.name}: {exp.dataset_name}"
-    return ([Heading(1, title)] + what_was_run(exp, res) + conclusions_blocks(res.conclusions)
-            + tables_blocks(exp, res) + figures_blocks(figures) + missing_blocks(exp, res))
+    return ([Heading(1, title)] + what_was_run(exp, res) + conclusions_blocks(exp, res.conclusions)
+            + tables_blocks(exp, res) + figures_blocks(exp, figures) + missing_blocks(exp, res))
 
 
 def summary_md_blocks(exp: Experiment, res: Results) -> list:

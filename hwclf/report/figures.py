@@ -18,6 +18,7 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from hwclf import mixture
 from hwclf.report.fmt import fmt_blur
 from hwclf.report.load import Experiment
 from hwclf.report.tables import lookup
@@ -253,7 +254,7 @@ def per_letter_figure(exp: Experiment, drops: pd.DataFrame) -> bytes | None:
         axes[0].set_ylabel("true class")
         if im is not None:
             fig.colorbar(im, ax=list(axes), label="points lost vs clean test", shrink=0.6 if nc > 8 else 0.9)
-        fig.suptitle(f"{exp.dataset_name}: per-letter accuracy lost to blur\n(models trained clean; clean-test minus "
+        fig.suptitle(f"{exp.dataset_name}: per-{exp.class_nouns[0]} accuracy lost to blur\n(models trained clean; clean-test minus "
                      f"blurred-test accuracy, mean over seeds; red = lost)")
         return to_png(fig)
 
@@ -286,4 +287,62 @@ def writers_figure(exp: Experiment, accs: dict, arch: str, min_images: int) -> b
         axes[0].set_ylabel("per-writer accuracy (%)")
         fig.suptitle(f"{exp.dataset_name}: spread of accuracy across test writers (≥ {min_images} test images each)\n"
                      "box = quartiles, whiskers = 1.5 IQR, violin = density; seeds pooled")
+        return to_png(fig)
+
+
+def robust_figure(exp: Experiment, robust: pd.DataFrame) -> bytes | None:
+    """Accuracy vs test blur per architecture with a mixture: the mixture model(s), the matched model (trained at
+    each test blur) and the clean-trained model, 95% CI bands over seeds; dotted lines at the mixture's levels."""
+    if robust is None or not len(robust):
+        return None
+    archs = [a for a in exp.archs if (robust["arch"] == a).any()]
+    ncols = min(3, len(archs))
+    nrows = math.ceil(len(archs) / ncols)
+    mix_colors = matplotlib.colormaps["tab10"]
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(max(5.2 * ncols + 0.6, 9.5), 4.2 * nrows + 1.1), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharey=True)).ravel()
+        handles = {}
+        for ax, arch in zip(axes, archs):
+            g = robust[robust["arch"] == arch]
+            mixes = list(dict.fromkeys(g["mixture"]))
+            first = g[g["mixture"] == mixes[0]]
+            series = [("trained clean", first, "clean", "#7f7f7f", "-", "o"),
+                      ("trained at the test blur (matched; only where the grid has that level)", first, "matched",
+                       "black", "none", "s")]
+            series += [(f"trained on {fmt_blur(m)}", g[g["mixture"] == m], "mixture", mix_colors(i % 10 + 1), "-", "D")
+                       for i, m in enumerate(mixes)]
+            for m in mixes:
+                for level in mixture.mix_levels(m):
+                    ax.axvline(float(level), color="#bbbbbb", linestyle=":", linewidth=1, zorder=0)
+            for label, rows, who, color, ls, marker in series:
+                rows = rows[rows[f"{who}_n"] > 0]
+                if not len(rows):
+                    continue
+                x = rows["test_blur"].to_numpy(dtype=float)
+                y = rows[f"{who}_mean"].to_numpy(dtype=float) * 100
+                lo = np.maximum(rows[f"{who}_ci_low"].to_numpy(dtype=float) * 100, 0)
+                hi = np.minimum(rows[f"{who}_ci_high"].to_numpy(dtype=float) * 100, 100)
+                ok = np.isfinite(lo) & np.isfinite(hi)
+                if ls == "none":  # separate models, one per level: points with CI bars, no line between them
+                    (line,) = ax.plot(x, y, color=color, linestyle="none", marker=marker, markersize=6, zorder=5)
+                    ax.errorbar(x[ok], y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="none", ecolor=color,
+                                capsize=3, linewidth=1.2, zorder=5)
+                else:
+                    (line,) = ax.plot(x, y, color=color, linestyle=ls, marker=marker, markersize=5, linewidth=1.6)
+                    if ok.any():
+                        ax.fill_between(x[ok], lo[ok], hi[ok], color=color, alpha=0.13, linewidth=0)
+                handles[label] = line
+            ax.set_title(arch)
+            ax.set_xlabel(blur_axis_label(exp))
+            _blur_ticks(ax, exp.test_blurs)
+            ax.grid(True, alpha=0.3)
+        axes[0].set_ylabel("test accuracy (%)")
+        for ax in axes[len(archs):]:
+            ax.axis("off")
+        fig.suptitle(f"{exp.dataset_name}: is one robust model enough? A blur mixture vs the specialists\n"
+                     "mean over seeds, band / bar = 95% CI, dotted lines = the mixture's levels")
+        if handles:
+            fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                       ncol=min(len(handles), 2 if ncols == 1 else 4), frameon=False)
         return to_png(fig)

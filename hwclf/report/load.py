@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from hwclf import mixture
 from hwclf.errors import UserError
 from hwclf.io import filesystem
 
@@ -27,8 +28,11 @@ _STATUS_RANK = {COMPLETE: 0, INCOMPLETE: 1, FAILED: 2, MISSING: 3}
 
 SWEEP_FILE = "hwclf-sweep.json"
 REPORT_DIR = "report"
-# <arch>-b<blur>-s<seed>-<trial_id>; the arch is the shortest prefix so "basic_se-b5-s0-x" parses.
-TRIAL_DIR_RE = re.compile(r"^(?P<arch>.+?)-b(?P<blur>\d+(?:\.\d+)?)-s(?P<seed>\d+)-(?P<id>.+)$")
+RECORDS_DIR = "records"  # hwclf/report/records.py: portable records of the trials, beside report/
+# <arch>-b<blur>-s<seed>-<trial_id>, blur a level or a mixture slug (mix0_5_10); the arch is the shortest prefix
+# so "basic_se-b5-s0-x" parses.
+TRIAL_DIR_RE = re.compile(r"^(?P<arch>.+?)-b(?P<blur>\d+(?:\.\d+)?|mix\d+(?:\.\d+)?(?:_\d+(?:\.\d+)?)+)"
+                          r"-s(?P<seed>\d+)-(?P<id>.+)$")
 
 
 def num(x: Any) -> int | float:
@@ -37,8 +41,25 @@ def num(x: Any) -> int | float:
     return int(f) if f.is_integer() else f
 
 
+def blur_value(x: Any) -> int | float | str:
+    """A train-blur value as a dictionary key: a level (as `num`) or a canonical mixture "mix:0/5/10"
+    (also from ``{mix: [...]}`` or "mix 0/5/10"). Raises ValueError for anything else."""
+    if isinstance(x, dict) or (isinstance(x, str) and x.strip().lower().startswith(mixture.MIX_KEY)):
+        try:
+            return mixture.parse_train_blur(x, integer=False)
+        except UserError as e:
+            raise ValueError(str(e)) from None
+    return num(x)
+
+
 def fmt_blur(x: Any) -> str:
-    return f"{num(x):g}"
+    """For people: 5 -> "5", "mix:0/5/10" -> "mix 0/5/10"."""
+    return mixture.label(x) if mixture.is_mix(x) else f"{num(x):g}"
+
+
+def blur_sorted(values) -> list:
+    """Plain levels in numeric order, then mixtures (mixture.sort_key)."""
+    return sorted(values, key=mixture.sort_key)
 
 
 @dataclass
@@ -61,7 +82,7 @@ class TrialRecord:
     """One grid cell as found on disk. ``trial`` is None for a missing cell."""
 
     arch: str
-    train_blur: int | float
+    train_blur: int | float | str  # a level or a mixture "mix:0/5/10"
     seed: int
     status: str
     trial: str | None = None
@@ -69,6 +90,7 @@ class TrialRecord:
     params: dict | None = None
     evaluation: dict | None = None  # evaluation.json without its "test" list (see ``tests``)
     tests: dict = field(default_factory=dict)  # test blur -> LevelResult
+    raw_evaluation: dict | None = None  # evaluation.json as read (what records.py exports)
     history: list = field(default_factory=list)  # per-epoch dicts
     epochs: int | None = None  # epochs trained (from the history, or result.json for unfinished trials)
     error: str | None = None  # the last meaningful line of error.txt
@@ -101,6 +123,7 @@ class Experiment:
     notes: list = field(default_factory=list)
     unused_trials: list = field(default_factory=list)  # duplicates and trials outside the grid
     samples_png: bytes | None = None
+    kind: str = "raw"  # where it was read from: "raw", "records" or "merged" (merge.py)
 
     @property
     def config(self) -> dict:
@@ -109,6 +132,16 @@ class Experiment:
     @property
     def dataset_name(self) -> str:
         return str(self.dataset.get("name") or self.config.get("dataset") or "unknown dataset")
+
+    @property
+    def class_nouns(self) -> tuple:
+        """(singular, plural) for the classes in sentences: letters, digits, or plain classes."""
+        name = self.dataset_name
+        if "letter" in name:
+            return "letter", "letters"
+        if "digit" in name:
+            return "digit", "digits"
+        return "class", "classes"
 
     @property
     def blur_kind(self) -> str:
@@ -150,7 +183,8 @@ class _Reader:
         return self.fs.get_file_info(self.pafs.FileSelector(path, allow_not_found=True, recursive=False))
 
     def read(self, path: str) -> bytes:
-        with self.fs.open_input_stream(path) as f:
+        """The bytes as stored (pyarrow would otherwise gunzip a *.gz file by its name)."""
+        with self.fs.open_input_stream(path, compression=None) as f:
             return f.read()
 
 
@@ -240,12 +274,12 @@ def _identity(raw: dict) -> tuple | None:
     for src in (raw.get("params"), (raw.get("evaluation") or {}).get("config")):
         if isinstance(src, dict) and all(k in src for k in ("arch", "blur", "seed")):
             try:
-                return str(src["arch"]), num(src["blur"]), int(src["seed"])
+                return str(src["arch"]), blur_value(src["blur"]), int(src["seed"])
             except (TypeError, ValueError):
                 pass
     m = TRIAL_DIR_RE.match(raw["name"])
     if m:
-        return m["arch"], num(m["blur"]), int(m["seed"])
+        return m["arch"], blur_value(mixture.from_slug(m["blur"])), int(m["seed"])
     return None
 
 
@@ -289,6 +323,7 @@ def _to_record(raw: dict, cell: tuple, writers: _Writers) -> TrialRecord:
     rec = TrialRecord(arch=arch, train_blur=blur, seed=seed, status=status, trial=raw["name"], path=raw["path"],
                       params=raw.get("params"), error=_error_line(raw.get("error")))
     if status == COMPLETE:
+        rec.raw_evaluation = ev
         rec.evaluation = {k: v for k, v in ev.items() if k != "test"}
         rec.history = [h for h in ev.get("history") or [] if isinstance(h, dict)]
         for entry in ev.get("test") or []:
@@ -305,6 +340,8 @@ def _to_record(raw: dict, cell: tuple, writers: _Writers) -> TrialRecord:
             rec.tests[level.test_blur] = level
         epochs = [h.get("epoch") for h in rec.history if isinstance(h.get("epoch"), (int, float))]
         rec.epochs = int(max(epochs)) if epochs else (int(ev["evaluated_epoch"]) if ev.get("evaluated_epoch") else None)
+    elif "epochs" in raw:  # a record (records.py) keeps only the count
+        rec.epochs = raw["epochs"]
     else:
         epochs = [r.get("epoch") for r in raw.get("results") or []
                   if isinstance(r.get("epoch"), (int, float)) and not r.get("done_training")]
@@ -321,12 +358,35 @@ def _order(values, preferred) -> list:
     return first + rest
 
 
+@dataclass
+class Source:
+    """What one experiment directory or record set holds, before the grid is worked out: the sweep file, the
+    trial-like entries (raw dicts as `_read_trial` makes them, or built from records), notes, samples.png."""
+
+    location: str
+    sweep: dict
+    has_sweep_file: bool
+    raws: list
+    notes: list = field(default_factory=list)
+    samples_png: bytes | None = None
+    kind: str = "raw"  # "raw" (a Ray Tune directory) or "records" (records.py)
+    name: str | None = None  # the study's name where the location does not tell it (records, merges)
+
+
 def load_experiment(path, *, require_complete: bool = True, workers: int = 8) -> Experiment:
-    """Read ``path`` (local directory or s3:// / gs:// / file:// URI).
+    """Read ``path`` (local directory or s3:// / gs:// / file:// URI): a raw sweep directory, or a record set
+    (a directory holding records.RECORDS_FILE, or that file itself).
 
     Raises a one-line ``UserError`` when the directory is missing, is not an hwclf experiment, or (with
     ``require_complete``) has no complete trial yet.
     """
+    return assemble(read_source(path, workers=workers), require_complete=require_complete)
+
+
+def read_source(path, *, workers: int = 8) -> Source:
+    """The files of one experiment directory or record set, unassembled (see `Source`)."""
+    from hwclf.report import records as R
+
     location = str(path)
     reader = _Reader(location)
     ft = reader.pafs.FileType
@@ -336,6 +396,8 @@ def load_experiment(path, *, require_complete: bool = True, workers: int = 8) ->
         raise UserError(f"{location}: cannot read ({_first_line(e)})") from None
     if info.type == ft.NotFound:
         raise UserError(f"{location}: no such directory; give an experiment directory <storage>/<name>/")
+    if info.type == ft.File and location.endswith(R.RECORDS_SUFFIX):
+        return R.read_records(reader, reader.root, location)
     if info.type != ft.Directory:
         raise UserError(f"{location}: is a file, not an experiment directory <storage>/<name>/")
     try:
@@ -343,6 +405,8 @@ def load_experiment(path, *, require_complete: bool = True, workers: int = 8) ->
     except Exception as e:
         raise UserError(f"{location}: cannot list ({_first_line(e)})") from None
     files = {posixpath.basename(i.path): i for i in entries}
+    if R.RECORDS_FILE in files and files[R.RECORDS_FILE].type == ft.File and SWEEP_FILE not in files:
+        return R.read_records(reader, reader.join(reader.root, R.RECORDS_FILE), location)
     notes: list = []
 
     sweep: dict = {}
@@ -360,7 +424,7 @@ def load_experiment(path, *, require_complete: bool = True, workers: int = 8) ->
             notes.append(f"{SWEEP_FILE} has schema {schema!r}, expected hwclf.sweep/1; read as far as it matches.")
 
     names = sorted(n for n, i in files.items()
-                   if i.type == ft.Directory and n != REPORT_DIR and not n.startswith((".", "_")))
+                   if i.type == ft.Directory and n not in (REPORT_DIR, RECORDS_DIR) and not n.startswith((".", "_")))
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names) or 1))) as pool:
         raws = list(pool.map(lambda n: _read_trial(reader, n), names))
 
@@ -372,12 +436,26 @@ def load_experiment(path, *, require_complete: bool = True, workers: int = 8) ->
         hint = f"; it holds experiments: {', '.join(nested[:5])}" if nested else ""
         what = f"{SWEEP_FILE} is unreadable" if has_sweep_file else f"no {SWEEP_FILE}"
         raise UserError(f"{location}: not an hwclf experiment ({what} and no trial directories "
-                        f"<arch>-b<blur>-s<seed>-<id>){hint}")
+                        f"<arch>-b<blur>-s<seed>-<id> and no {RECORDS_DIR}/{R.RECORDS_FILE}){hint}")
 
+    samples = None
+    if "samples.png" in files and files["samples.png"].type == ft.File:
+        try:
+            samples = reader.read(reader.join(reader.root, "samples.png"))
+        except Exception as e:
+            notes.append(f"samples.png unreadable ({_first_line(e)}).")
+    return Source(location=location, sweep=sweep, has_sweep_file=has_sweep_file, raws=trial_raws, notes=notes,
+                  samples_png=samples)
+
+
+def assemble(src: Source, *, require_complete: bool = True) -> Experiment:
+    """The grid, one record per grid cell (missing cells included), levels, dataset and classes of a Source."""
+    location, sweep, has_sweep_file, trial_raws = src.location, src.sweep, src.has_sweep_file, src.raws
+    notes = list(src.notes)
     writers = _Writers()
     records = []
     for r in trial_raws:
-        cell = _identity(r)
+        cell = r.get("cell") or _identity(r)
         if cell is None:
             notes.append(f"{r['name']}: cannot tell which arch/blur/seed it is (no params.json); left out.")
             continue
@@ -388,18 +466,19 @@ def load_experiment(path, *, require_complete: bool = True, workers: int = 8) ->
     grid: list = []
     if isinstance(sweep.get("grid"), list):
         try:
-            grid = [(str(c["arch"]), num(c["blur"]), int(c["seed"])) for c in sweep["grid"]]
+            grid = [(str(c["arch"]), blur_value(c["blur"]), int(c["seed"])) for c in sweep["grid"]]
         except (KeyError, TypeError, ValueError):
             grid = []
     if not grid and config.get("archs") and config.get("train_blur") is not None and config.get("seeds") is not None:
         try:
-            grid = [(str(a), num(b), int(s)) for a in config["archs"] for b in config["train_blur"] for s in config["seeds"]]
+            grid = [(str(a), blur_value(b), int(s)) for a in config["archs"] for b in config["train_blur"]
+                    for s in config["seeds"]]
         except (TypeError, ValueError):
             grid = []
     if not grid:
         grid_inferred = True
         archs = _order([r.arch for r in records], [])
-        blurs = sorted({r.train_blur for r in records})
+        blurs = blur_sorted({r.train_blur for r in records})
         seeds = sorted({r.seed for r in records})
         grid = list(itertools.product(archs, blurs, seeds))
         if not has_sweep_file:
@@ -444,7 +523,7 @@ def load_experiment(path, *, require_complete: bool = True, workers: int = 8) ->
                         f"checkpoint_*/evaluation.json ({detail})")
 
     archs = _order([c[0] for c in grid], [str(a) for a in config.get("archs") or []])
-    train_blurs = sorted({c[1] for c in grid})
+    train_blurs = blur_sorted({c[1] for c in grid})
     seeds = sorted({c[2] for c in grid})
     levels: set = set()
     try:
@@ -454,7 +533,7 @@ def load_experiment(path, *, require_complete: bool = True, workers: int = 8) ->
     for t in complete:
         levels.update(t.tests)
     if not levels:
-        levels = {0, *train_blurs}
+        levels = {0, *(k for b in train_blurs for k in mixture.mix_levels(b))}
     test_blurs = sorted(levels)
 
     dataset = dict(sweep.get("dataset") or {})
@@ -484,16 +563,10 @@ def load_experiment(path, *, require_complete: bool = True, workers: int = 8) ->
         classes = [str(c) for c in ev_classes] if ev_classes and len(ev_classes) == n_classes else \
             [str(i) for i in range(n_classes)]
 
-    samples = None
-    if "samples.png" in files and files["samples.png"].type == ft.File:
-        try:
-            samples = reader.read(reader.join(reader.root, "samples.png"))
-        except Exception as e:
-            notes.append(f"samples.png unreadable ({_first_line(e)}).")
-
-    name = str(config.get("name") or posixpath.basename(location.rstrip("/")) or "experiment")
+    samples = src.samples_png
+    name = str(config.get("name") or src.name or posixpath.basename(location.rstrip("/")) or "experiment")
     return Experiment(location=location, name=name, sweep=sweep, has_sweep_file=has_sweep_file and bool(sweep),
                       grid=grid, grid_inferred=grid_inferred, trials=trials, statuses=statuses, archs=archs,
                       train_blurs=train_blurs, seeds=seeds, test_blurs=test_blurs, classes=classes, dataset=dataset,
-                      writers=writers.names, notes=notes, unused_trials=unused, samples_png=samples)
+                      writers=writers.names, notes=notes, unused_trials=unused, samples_png=samples, kind=src.kind)
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
+from hwclf.mixture import is_mix
 from hwclf.report.load import COMPLETE, Experiment
 from hwclf.report.stats import describe, quantiles
 
@@ -93,7 +94,8 @@ def summary_table(exp: Experiment, tidy: pd.DataFrame | None = None) -> pd.DataF
         row = {"arch": arch, "train_blur": b, "n": n, "expected": expected, "partial": n < expected,
                "n_label": n_label(n, expected)}
         for which, metric in SUMMARY_METRICS:
-            level = 0 if which == "clean" else b
+            # a mixture has no single train blur, so no matched-blur metric (NaN, n = 0); its clean metric exists
+            level = 0 if which == "clean" else None if is_mix(b) else b
             row.update(_stat_columns(f"{which}_{metric}", sub.loc[sub["test_blur"] == level, metric]))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -153,8 +155,10 @@ def per_letter_table(exp: Experiment) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=cols)
     if len(df):
         order = {a: i for i, a in enumerate(exp.archs)}
+        blur_order = {b: i for i, b in enumerate(exp.train_blurs)}  # mixtures after the plain levels
+        keys = {"arch": order, "train_blur": blur_order}
         df = df.sort_values(["arch", "train_blur", "test_blur", "class_index"],
-                            key=lambda s: s.map(order) if s.name == "arch" else s, kind="stable")
+                            key=lambda s: s.map(keys[s.name]) if s.name in keys else s, kind="stable")
     return df.reset_index(drop=True)
 
 

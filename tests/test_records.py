@@ -1,0 +1,208 @@
+"""Portable records (hwclf export, <sweep>/records/) and merging sweeps into one study: the report from records
+or from merged halves is the report of the raw whole; every bad input is one line naming the file, exit 2."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hwclf.cli import main
+from hwclf.report import write_report
+from hwclf.report.records import RECORDS_FILE, RECORDS_SCHEMA, encode
+from test_report_fakes import KNOWN_ARCHS, make_known, write_sweep
+
+TABLES = ("trials.csv", "summary.csv", "matrix.csv", "per_letter.csv", "letters_hurt.csv", "confusions.csv",
+          "recovery.csv", "writers.csv")
+
+
+def _conclusions(out) -> list:
+    body = (out / "report.md").read_text().split("## Conclusions", 1)[1].split("## Tables", 1)[0]
+    return [line for line in body.splitlines() if line.startswith("- ")]
+
+
+def assert_same_report(a, b, tables=TABLES):
+    for name in tables:
+        pd.testing.assert_frame_equal(pd.read_csv(a / name), pd.read_csv(b / name), obj=name)
+    assert _conclusions(a) == _conclusions(b) and _conclusions(a)
+
+
+@pytest.fixture
+def partial_sweep(tmp_path):
+    """The known study with a failed, an incomplete and a missing trial."""
+    return make_known(tmp_path / "study", fail={("basic", 5, 2)}, skip={("resnet", 5, 1)},
+                      incomplete={("mobilenet", 5, 0)})
+
+
+def test_report_from_records_equals_report_from_raw(partial_sweep, tmp_path, fast_figures):
+    raw_out = write_report(str(partial_sweep), quiet=True).parent
+    records = partial_sweep / "records"
+    assert (records / RECORDS_FILE).is_file(), "hwclf report writes the records beside the report"
+    only = tmp_path / "copy" / "records"  # records alone: no Ray state, no checkpoints, no trial directories
+    shutil.copytree(records, only)
+    rec_out = write_report(str(only), quiet=True).parent
+    assert rec_out == only.parent / "report"
+    assert_same_report(raw_out, rec_out)
+    trials = pd.read_csv(rec_out / "trials.csv")
+    assert set(trials["status"]) == {"complete", "failed", "incomplete", "missing"}
+
+
+def test_export_is_deterministic_small_and_complete(partial_sweep, tmp_path, capsys):
+    assert main(["export", str(partial_sweep), "--out", str(tmp_path / "a")]) == 0
+    assert "15 complete trials" in capsys.readouterr().out
+    assert main(["export", str(partial_sweep), "--out", str(tmp_path / "b")]) == 0
+    a, b = (tmp_path / d / RECORDS_FILE for d in "ab")
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes()[4:8] == b"\0\0\0\0"  # gzip mtime 0
+    lines = [json.loads(x) for x in gzip.decompress(a.read_bytes()).decode().splitlines()]
+    head, trials = lines[0], lines[1:]
+    assert head["schema"] == RECORDS_SCHEMA and head["sweep"]["dataset"]["fingerprint"].startswith("sha256:")
+    assert head["trials"] == len(trials) == 15 + 2  # failed and incomplete keep their status, the missing one not
+    done = [t for t in trials if t["status"] == "complete"]
+    ev = done[0]["evaluation"]
+    assert {"config", "history", "test"} <= set(ev)
+    assert {"accuracy", "balanced_accuracy", "loss", "per_class_accuracy", "confusion", "per_writer"} <= set(ev["test"][0])
+    text = json.dumps(lines)
+    assert ".h5" not in text and "checkpoint_" not in text  # no weights, no pointers into the raw directory
+    failed = [t for t in trials if t["status"] == "failed"]
+    assert failed[0]["error"] == "ValueError: loss became NaN at epoch 2"
+
+
+def _half(src, dst, archs):
+    """A sweep of only ``archs``: its own sweep file and those archs' trial directories."""
+    write_sweep(dst, archs=archs, train_blur=[0, 5], seeds=[0, 1, 2], test_blur=[0, 5, 10], has_writers=True)
+    for d in src.iterdir():
+        if d.is_dir() and d.name.split("-b")[0] in archs:
+            shutil.copytree(d, dst / d.name)
+    return dst
+
+
+def test_two_halves_split_by_architecture_merge_into_the_whole(tmp_path, fast_figures):
+    whole = make_known(tmp_path / "whole")
+    whole_out = write_report(str(whole), quiet=True).parent
+    a = _half(whole, tmp_path / "a", KNOWN_ARCHS[:2])
+    b = _half(whole, tmp_path / "b", KNOWN_ARCHS[2:])
+    merged = write_report([str(a), str(b)], str(tmp_path / "merged"), quiet=True).parent
+    assert_same_report(whole_out, merged)
+    # a raw half with the other half's records, and the same trial twice (identical records) merge the same
+    write_report(str(b), quiet=True)
+    again = write_report([str(a), str(b / "records"), str(b)], str(tmp_path / "again"), quiet=True).parent
+    assert_same_report(whole_out, again)
+    md = (again / "report.md").read_text()
+    assert "Merged from 3 sources" in md
+
+
+def test_partial_sweeps_merge_with_their_gaps(tmp_path, fast_figures):
+    whole = make_known(tmp_path / "whole", skip={("mobilenet", 5, 1)})
+    a = _half(whole, tmp_path / "a", KNOWN_ARCHS[:2])
+    b = _half(whole, tmp_path / "b", KNOWN_ARCHS[2:])
+    out = write_report([str(a), str(b)], str(tmp_path / "merged"), quiet=True).parent
+    summary = pd.read_csv(out / "summary.csv").set_index(["arch", "train_blur"])
+    assert summary.loc[("mobilenet", 5), "n_label"] == "2/3 ⚠" and summary.loc[("basic", 5), "n"] == 3
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hwclf: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("section, field, value, shown", [
+    ("config", "epochs", 5, "epochs (3 vs 5)"),
+    ("config", "lr_schedule", "cosine", "lr_schedule ('constant' vs 'cosine')"),
+    ("config", "test_blur", [0, 5, 20], "test levels (0, 5, 10 vs 0, 5, 20)"),
+    ("config", "blur_kind", "gaussian", "blur kind ('box' vs 'gaussian')"),
+    ("dataset", "fingerprint", "sha256:" + "cd" * 32, "dataset fingerprint ('sha256:abab"),
+])
+def test_merge_refuses_another_dataset_or_recipe(tmp_path, capsys, section, field, value, shown):
+    whole = make_known(tmp_path / "whole")
+    a = _half(whole, tmp_path / "a", KNOWN_ARCHS[:2])
+    b = _half(whole, tmp_path / "b", KNOWN_ARCHS[2:])
+    doc = json.loads((b / "hwclf-sweep.json").read_text())
+    doc[section][field] = value
+    (b / "hwclf-sweep.json").write_text(json.dumps(doc))
+    err = _error(capsys, ["report", str(a), str(b), "--out", str(tmp_path / "m")])
+    assert f"merge: {a} and {b} differ in {shown}" in err
+
+
+def test_merge_refuses_one_trial_with_two_results(tmp_path, capsys):
+    whole = make_known(tmp_path / "whole")
+    a = _half(whole, tmp_path / "a", KNOWN_ARCHS[:2])
+    b = _half(whole, tmp_path / "b", KNOWN_ARCHS[1:])  # resnet in both halves
+    (ev,) = b.glob("resnet-b5-s1-*/checkpoint_*/evaluation.json")
+    doc = json.loads(ev.read_text())
+    doc["test"][0]["accuracy"] += 0.01
+    ev.write_text(json.dumps(doc))
+    err = _error(capsys, ["report", str(a), str(b), "--out", str(tmp_path / "m")])
+    assert f"merge: resnet at train blur 5, seed 1 is in both {a} (" in err and "with different results" in err
+
+
+def test_merging_needs_an_output_directory(tmp_path, capsys):
+    whole = make_known(tmp_path / "whole")
+    err = _error(capsys, ["report", str(whole), str(whole)])
+    assert "--out" in err
+
+
+def _records(tmp_path):
+    exp = make_known(tmp_path / "study")
+    assert main(["export", str(exp), "--out", str(tmp_path / "rec")]) == 0
+    return tmp_path / "rec" / RECORDS_FILE
+
+
+def test_truncated_records_file_is_one_line(tmp_path, capsys):
+    f = _records(tmp_path)
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    err = _error(capsys, ["report", str(f.parent), "--out", str(tmp_path / "out")])
+    assert f"{f}: truncated or corrupt gzip" in err
+
+
+def test_unknown_records_schema_is_one_line(tmp_path, capsys):
+    f = _records(tmp_path)
+    lines = [json.loads(x) for x in gzip.decompress(f.read_bytes()).decode().splitlines()]
+    lines[0]["schema"] = "hwclf.records/2"
+    f.write_bytes(encode(lines))
+    capsys.readouterr()
+    err = _error(capsys, ["report", str(f), "--out", str(tmp_path / "out")])
+    assert f"{f}: schema 'hwclf.records/2' is not supported; this hwclf reads hwclf.records/1" in err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda lines: lines[:-1], "holds 17 trial lines, its sweep line says 18"),
+    (lambda lines: lines + ["{not json"], "line 20 is not JSON"),
+    (lambda lines: lines[:1] + ['{"kind": "trial"}'] + lines[2:], "line 2 is not a trial record"),
+])
+def test_damaged_records_lines_are_one_line(tmp_path, capsys, damage, message):
+    f = _records(tmp_path)
+    lines = gzip.decompress(f.read_bytes()).decode().splitlines()
+    f.write_bytes(gzip.compress(("\n".join(damage(lines)) + "\n").encode(), mtime=0))
+    capsys.readouterr()
+    err = _error(capsys, ["report", str(f.parent), "--out", str(tmp_path / "out")])
+    assert f"{f}: {message}" in err
+
+
+def test_export_of_a_record_set_is_refused(tmp_path, capsys):
+    f = _records(tmp_path)
+    capsys.readouterr()
+    err = _error(capsys, ["export", str(f.parent)])
+    assert "is already a record set" in err
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+WITH_RECORDS = sorted(p.parent.parent for p in RESULTS.glob(f"*/records/{RECORDS_FILE}"))
+
+
+@pytest.mark.skipif(not WITH_RECORDS, reason="no committed study carries records yet (results/*/records/)")
+@pytest.mark.parametrize("study", WITH_RECORDS, ids=[p.name for p in WITH_RECORDS])
+def test_committed_records_rebuild_the_committed_report(study, tmp_path, fast_figures):
+    out = write_report(str(study / "records"), str(tmp_path / "report"), quiet=True).parent
+    for name in ("trials.csv", "summary.csv", "matrix.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(study / "report" / name), obj=name)
+    command = f"hwclf report results/{study.name}/records --out results/{study.name}/report"
+    assert command in (study / "README.md").read_text()
