@@ -22,22 +22,38 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script (python sweep/run.py): make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+_HERE = Path(__file__).resolve().parent
+if __package__ in (None, "") and _HERE.name == "sweep" and (_HERE.parent / "hwclf" / "__init__.py").is_file():
+    # Run from a checkout (python sweep/run.py): make the repo importable. Uploaded alone (`ray submit` puts
+    # it at ~/run.py) it has no checkout around it: the installed hwclf/sweep must be what it imports.
+    sys.path.insert(0, str(_HERE.parent))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from hwclf.config import SweepConfig  # noqa: E402
 from hwclf.errors import UserError  # noqa: E402
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SWEEP_FILE = "hwclf-sweep.json"
 SAMPLES_FILE = "samples.png"
 CONFIG_FILE = "sweep.yaml"
 
 
+def config_dir() -> Path:
+    """The presets of the `sweep` package this driver imports (package data, so an installed copy has them:
+    `ray submit` uploads this file alone); else the folder beside this file."""
+    import importlib.resources
+
+    try:
+        packaged = Path(str(importlib.resources.files("sweep") / "configs"))
+    except (ImportError, TypeError):  # no sweep package, or a sweep module that is not a package
+        packaged = None
+    if packaged is not None and any(packaged.glob("*.yaml")):
+        return packaged
+    return Path(__file__).resolve().parent / "configs"
+
+
 def presets() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in config_dir().glob("*.yaml"))
 
 
 def load_config(args) -> SweepConfig:
@@ -47,9 +63,10 @@ def load_config(args) -> SweepConfig:
         cfg = SweepConfig.from_yaml(args.config)
     else:
         name = args.preset or "demo"
-        if name not in presets():
-            raise UserError(f"--preset: unknown value {name!r}; allowed: {', '.join(presets())}")
-        cfg = SweepConfig.from_yaml(CONFIG_DIR / f"{name}.yaml")
+        known = presets()
+        if name not in known:
+            raise UserError(f"--preset: unknown value {name!r}; allowed: {', '.join(known) or '(none found)'}")
+        cfg = SweepConfig.from_yaml(config_dir() / f"{name}.yaml")
     return cfg.replace(
         name=args.name, train_blur=args.blur, archs=args.archs, seeds=args.seeds, epochs=args.epochs,
         storage=args.storage, data_dir=args.data_dir, per_class=args.per_class, test_blur=args.test_blur,

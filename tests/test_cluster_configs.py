@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
 RAY_VERSION = importlib.metadata.version("ray")
 VM_CONFIGS = sorted(CLUSTER.glob("*-gpu.yaml"))
+ONPREM = CLUSTER / "onprem.yaml"
+LAUNCHER_CONFIGS = VM_CONFIGS + [ONPREM]  # everything `ray up` takes
 RAYJOB = CLUSTER / "kuberay-rayjob.yaml"
 DOCKERFILE = CLUSTER / "Dockerfile"
 README = CLUSTER / "README.md"
@@ -94,7 +96,7 @@ def test_vm_configs_present():
     assert {"aws-gpu.yaml", "gcp-gpu.yaml"} <= names, names
 
 
-@pytest.mark.parametrize("path", VM_CONFIGS, ids=_ids(VM_CONFIGS))
+@pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=_ids(LAUNCHER_CONFIGS))
 def test_vm_config_matches_ray_schema(path, ray_schema):
     _validate(_load(path), ray_schema)
 
@@ -190,7 +192,7 @@ def test_docker_images_pinned_to_installed_ray(path):
         assert worker_image.endswith("-gpu") or not worker_image.startswith("rayproject/"), (name, worker_image)
 
 
-@pytest.mark.parametrize("path", VM_CONFIGS, ids=_ids(VM_CONFIGS))
+@pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=_ids(LAUNCHER_CONFIGS))
 def test_ray_pins_in_commands_match_installed_ray(path):
     cfg = _load(path)
     text = "\n".join(c for k in ("setup_commands", "head_setup_commands", "worker_setup_commands")
@@ -200,7 +202,7 @@ def test_ray_pins_in_commands_match_installed_ray(path):
     assert set(pins) == {RAY_VERSION}, pins
 
 
-@pytest.mark.parametrize("path", VM_CONFIGS, ids=_ids(VM_CONFIGS))
+@pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=_ids(LAUNCHER_CONFIGS))
 def test_file_mounts_ship_the_project(path):
     cfg = _load(path)
     mounts = cfg.get("file_mounts", {})
@@ -231,7 +233,7 @@ def test_setup_commands_install_the_project(path):
     assert any("load_dataset('emnist-letters')" in c for c in workers), "workers should warm the EMNIST cache"
 
 
-@pytest.mark.parametrize("path", VM_CONFIGS, ids=_ids(VM_CONFIGS))
+@pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=_ids(LAUNCHER_CONFIGS))
 def test_start_commands_standard(path):
     cfg = _load(path)
     head = " ".join(cfg["head_start_ray_commands"])
@@ -254,6 +256,32 @@ def test_header_documents_run_and_cost(path):
     for needle in ("ray up", "ray submit", "--preset emnist-full", "--storage", "ray down",
                    "90 trials", "estimate", "$"):
         assert needle in text, f"{path.name}: header comment does not mention {needle!r}"
+
+
+def test_onprem_config_survives_ray_offline_preparation():
+    """The local provider's preparation: one node type for head and workers, as many workers as IPs."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cfg = _load(ONPREM)
+    assert cfg["provider"]["type"] == "local" and cfg["provider"]["head_ip"]
+    prepared = prepare_config(copy.deepcopy(cfg))
+    validate_config(prepared)
+    node = prepared["available_node_types"][prepared["head_node_type"]]
+    assert node["min_workers"] == node["max_workers"] == len(cfg["provider"]["worker_ips"])
+
+
+def test_onprem_setup_makes_the_project_venv_the_login_python():
+    """No image on your own machines: a venv, activated in ~/.bashrc (Ray runs every command, and `ray
+    submit` its `python ~/run.py`, in `bash --login -i`), with the mounted copy installed into it."""
+    cfg = _load(ONPREM)
+    setup = cfg["setup_commands"]
+    venv = next(c for c in setup if "-m venv" in c).split()[-1]
+    assert any(f"source {venv}/bin/activate" in c and "~/.bashrc" in c for c in setup)
+    remote = _project_mount(cfg).rstrip("/")
+    copy_cmd = next(c for c in setup if c.startswith("rm -rf") and f"cp -r {remote} " in c)
+    build = copy_cmd.split()[-1]
+    assert any(c.startswith(f"{venv}/bin/pip install") and build in c for c in setup), setup
+    assert setup.index(copy_cmd) < next(i for i, c in enumerate(setup) if "pip install" in c)
 
 
 # The schema check can fail: a copy of the AWS config with one mistake is rejected.
@@ -441,5 +469,6 @@ def test_readme_references_existing_files():
     for ref in sorted(set(re.findall(r"\bcluster/[\w.-]+", text))):
         assert (REPO / ref).exists(), f"cluster/README.md mentions {ref}, which does not exist"
     for needle in ("ray up cluster/aws-gpu.yaml", "ray down", "kubectl apply -f cluster/kuberay-rayjob.yaml",
+                   "ray up -y cluster/onprem.yaml",
                    "ray job submit", "--resume"):
         assert needle in text, f"cluster/README.md does not mention {needle!r}"
