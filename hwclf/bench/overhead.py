@@ -203,7 +203,7 @@ def bench_sweep(sizes: dict, dataset: str, data_dir: str | None, workdir: Path, 
     try:
         slots = int(min(len(sizes["trial_blurs"]) * len(sizes["trial_seeds"]),
                         ray.cluster_resources().get("CPU", cores) // config["cpus_per_trial"]))
-        with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        with open(log_path, "w") as sweep_log, contextlib.redirect_stdout(sweep_log):
             rc = sweep_main(["--config", str(cfg_path), "--no-report", "--fresh"])
         t_end = time.time()
     finally:
