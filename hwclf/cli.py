@@ -11,30 +11,12 @@ import sys
 from pathlib import Path
 
 from hwclf.errors import UserError
+from hwclf.io import writable_file as _writable_file  # shared with hwclf.bench
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits", help="digits (bundled, default), emnist-letters, femnist-letters")
     p.add_argument("--data-dir", default=None, help="directory with the dataset's IDX files (default: $HWCLF_DATA_DIR)")
-
-
-def _writable_file(path: str) -> Path:
-    out = Path(path)
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise UserError(f"--out {out}: is a directory; give a file name such as preview.png")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot create {parent} ({e.strerror})") from None
-    try:  # os.access says yes to root on read-only file systems: try for real
-        import tempfile
-
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".hwclf-write-test-"):
-            pass
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot write in {parent} ({e.strerror})") from None
-    return out
 
 
 def cmd_data_verify(args) -> int:
@@ -159,7 +141,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from hwclf.bench import main as bench_main
+    from hwclf.bench.main import main as bench_main
 
     return bench_main(args)
 
@@ -235,7 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="how close training runs to this machine's limit, and the naive baseline")
     b.add_argument("--out", default="bench.json", help="JSON file to write (a .md table is written beside it)")
     b.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmark runs, numbers meaningless")
-    b.add_argument("--skip", default="", help="comma-separated parts to skip: matmul,models,blur,sweep,naive,pack")
+    b.add_argument("--skip", default="", help="comma-separated parts to skip: matmul,models,blur,sweep,naive,pack,tta")
+    b.add_argument("--parts", default=None,
+                   help="comma-separated parts to run (default matmul,models,blur,sweep,naive,pack; tta, time to "
+                        "accuracy, runs only when named: --parts tta)")
+    b.add_argument("--dataset", default=None,
+                   help="dataset of the sweep, naive and tta parts: digits, emnist-letters, femnist-letters (default "
+                        "femnist-letters from ../shared/data where present, else digits; --quick: digits)")
+    b.add_argument("--data-dir", default=None, help="directory with the dataset's IDX files (alone: femnist-letters)")
+    b.add_argument("--tta-archs", default=None, help="tta: architectures (default basic,resnet,mobilenet)")
+    b.add_argument("--tta-seeds", default=None, help="tta: seeds, one trial per recipe each (default 0,1)")
+    b.add_argument("--tta-epochs", type=int, default=None, help="tta: epochs of the fast recipe (default 6; "
+                                                                     "the original protocol trains 10)")
+    b.add_argument("--tta-per-class", type=int, default=None,
+                   help="tta: at most this many training images per class (default all)")
     b.set_defaults(func=cmd_bench)
     return p
 

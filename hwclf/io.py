@@ -12,11 +12,32 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hwclf.errors import UserError
+
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "file://")
 
 
 def is_uri(path: str | os.PathLike) -> bool:
     return str(path).startswith(URI_SCHEMES)
+
+
+def writable_file(path: str | os.PathLike) -> Path:
+    """`--out FILE` checked before any work starts: an hour of benchmarking must not end in an unwritable
+    path. Creates the parent folder; a directory or a folder without write access is a UserError."""
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a directory; give a file name such as preview.png")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create {parent} ({e.strerror})") from None
+    try:  # os.access says yes to root on read-only file systems: try for real
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".hwclf-write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write in {parent} ({e.strerror})") from None
+    return out
 
 
 def _default_file_mode() -> int:

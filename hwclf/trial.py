@@ -187,8 +187,11 @@ def _load_state(resume_from: Path | None) -> dict | None:
 
 
 def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | None = None,
-              resume_from: str | os.PathLike | None = None, verbose: int = 0) -> dict:
-    """Train and evaluate one configuration; returns the evaluation dict (docs/results-format.md)."""
+              resume_from: str | os.PathLike | None = None, verbose: int = 0, callbacks: tuple = ()) -> dict:
+    """Train and evaluate one configuration; returns the evaluation dict (docs/results-format.md).
+
+    `callbacks`: extra Keras callbacks for `model.fit` (the bench's per-epoch test), run after the trial's
+    own epoch hook has stopped the epoch clock, so their work is not in `epoch_time_s`."""
     started = time.perf_counter()
     configure_backend(cfg.threads)
     import keras
@@ -262,14 +265,14 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
     t_fit = time.perf_counter()
     if mixture is None and state["epoch"] < cfg.epochs:
         model.fit(x_train, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs, initial_epoch=state["epoch"],
-                  validation_data=(x_val, y_val), callbacks=[EpochHook()], verbose=verbose, shuffle=True)
+                  validation_data=(x_val, y_val), callbacks=[EpochHook(), *callbacks], verbose=verbose, shuffle=True)
     while mixture is not None and state["epoch"] < cfg.epochs:
         # One fit per epoch, each on that epoch's draw and reseeded from (seed, epoch): a resumed mixture
         # trial shuffles and draws exactly as the uninterrupted one did.
         epoch = state["epoch"]
         keras.utils.set_random_seed(cfg.seed + 1000 * epoch)
         model.fit(mixture.x_train(epoch), y_train, batch_size=cfg.batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                  validation_data=(x_val, y_val), callbacks=[EpochHook()], verbose=verbose, shuffle=True)
+                  validation_data=(x_val, y_val), callbacks=[EpochHook(), *callbacks], verbose=verbose, shuffle=True)
 
     fit_time = time.perf_counter() - t_fit
     evaluated_epoch = state["epoch"]

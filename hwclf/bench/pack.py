@@ -1,5 +1,5 @@
-"""How many trials one machine (or one GPU) should run side by side: aggregate training throughput of N
-worker processes started together, for N = 1, 2, 4, ...
+"""Part ``pack``: how many trials one machine (or one GPU) should run side by side: aggregate training
+throughput of N worker processes started together, for N = 1, 2, 4, ...
 
 Each worker is a separate process, as each trial of a sweep is: it builds the model, compiles it,
 warms up, signals that it is ready, waits for the common start, then trains on random 28x28 inputs
@@ -7,8 +7,7 @@ until a common deadline and reports the images it trained. Throughput stops grow
 device (cores, or the GPU) is saturated; that point is the "trials in parallel" default to choose.
 
 The measurement runs under whatever Keras backend the environment selects (TensorFlow here, JAX or
-torch on a GPU machine without TensorFlow). Used by `hwclf bench` (part ``pack``); the worker is
-``python -m hwclf.packing ...``.
+torch on a GPU machine without TensorFlow). The worker is ``python -m hwclf.bench.pack ...``.
 """
 
 from __future__ import annotations
@@ -24,6 +23,17 @@ import time
 from pathlib import Path
 
 READY_TIMEOUT_S = 600  # building and compiling N models at once on a busy host can take minutes
+
+
+def pack_slots(cores: int, gpus: int) -> tuple[int, ...]:
+    """Slot counts to try: on CPU the ways to split the cores in powers of two (1, 2, 4, ... <= cores);
+    on one GPU 1, 2, 4, ... 16 trials sharing it, each keeping at least one host core."""
+    limit = min(16, cores) if gpus else cores
+    out, n = [], 1
+    while n <= limit:
+        out.append(n)
+        n *= 2
+    return tuple(out)
 
 
 def worker(arch: str, batch_size: int, threads: int, seconds: float, steps: int, go: Path, ready: Path,
@@ -110,7 +120,7 @@ def run_side_by_side(n: int, arch: str, batch_size: int, threads: int, seconds: 
     procs = []
     try:
         for i in range(n):
-            cmd = [sys.executable, "-m", "hwclf.packing", "--arch", arch, "--batch", str(batch_size),
+            cmd = [sys.executable, "-m", "hwclf.bench.pack", "--arch", arch, "--batch", str(batch_size),
                    "--threads", str(threads), "--seconds", str(seconds), "--steps", str(steps),
                    "--go", str(go), "--ready", str(work / f"ready-{i}"), "--out", str(work / f"result-{i}.json")]
             err = open(work / f"stderr-{i}", "w")
