@@ -21,8 +21,8 @@ from pathlib import Path
 
 from hwclf.errors import UserError
 from hwclf.io import atomic_write_bytes, is_uri
-from hwclf.report.load import (COMPLETE, MISSING, RECORDS_DIR, SWEEP_FILE, Experiment, Source, _first_line,
-                               blur_value)
+from hwclf.report.experiment import COMPLETE, MISSING, RECORDS_DIR, SWEEP_FILE, Experiment, Source, blur_value
+from hwclf.report.rawdir import _first_line
 
 RECORDS_SCHEMA = "hwclf.records/1"
 RECORDS_FILE = "hwclf-records.jsonl.gz"
