@@ -131,7 +131,7 @@ def cmd_report(args) -> int:
 
 def cmd_export(args) -> int:
     from hwclf.report.load import COMPLETE
-    from hwclf.report.records import export
+    from hwclf.report import export
 
     path, exp = export(args.experiment, args.out)
     size, n = path.stat().st_size, exp.counts()[COMPLETE]

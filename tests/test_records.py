@@ -195,7 +195,10 @@ def test_export_of_a_record_set_is_refused(tmp_path, capsys):
 
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-WITH_RECORDS = sorted(p.parent.parent for p in RESULTS.glob(f"*/records/{RECORDS_FILE}"))
+WITH_RECORDS = sorted(p.parent.parent for p in RESULTS.glob(f"*/records/{RECORDS_FILE}")
+                      if (p.parent.parent / "report" / "trials.csv").is_file())  # records-only sets: next test
+RECORDS_ONLY = sorted(p.parent.parent for p in RESULTS.glob(f"*/records/{RECORDS_FILE}")
+                      if not (p.parent.parent / "report").exists())
 
 
 @pytest.mark.skipif(not WITH_RECORDS, reason="no committed study carries records yet (results/*/records/)")
@@ -206,3 +209,13 @@ def test_committed_records_rebuild_the_committed_report(study, tmp_path, fast_fi
         pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(study / "report" / name), obj=name)
     command = f"hwclf report results/{study.name}/records --out results/{study.name}/report"
     assert command in (study / "README.md").read_text()
+
+
+@pytest.mark.parametrize("study", RECORDS_ONLY, ids=[p.name for p in RECORDS_ONLY])
+def test_committed_records_without_a_report_build_one_and_say_how(study, tmp_path, fast_figures):
+    out = write_report(str(study / "records"), str(tmp_path / "report"), quiet=True).parent
+    trials = pd.read_csv(out / "trials.csv")
+    assert (trials["status"] == "complete").all() and len(trials) > 0
+    command = f"hwclf report results/{study.name}/records --out results/{study.name}/report"
+    assert command in (study / "README.md").read_text()
+

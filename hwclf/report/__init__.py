@@ -21,7 +21,7 @@ from hwclf.io import atomic_write_bytes, is_uri
 from hwclf.report.load import (COMPLETE, FAILED, INCOMPLETE, MISSING, RECORDS_DIR, Experiment, TrialRecord,
                                load_experiment)
 from hwclf.report.merge import load_study
-from hwclf.report.records import RECORDS_FILE, write_records
+from hwclf.report.records import RECORDS_FILE, default_records_dir, write_records
 from hwclf.report.tables import tidy_table
 
 __all__ = ["write_report", "load_experiment", "tidy_table", "compute", "Experiment", "TrialRecord",
@@ -184,3 +184,14 @@ def write_report(experiment, out: str | None = None, *, quiet: bool = False, rec
             stale.unlink()
     log(f"wrote {out_dir / 'report.html'} in {time.monotonic() - t0:.1f} s")
     return out_dir / "report.html"
+
+
+def export(experiment: str, out: str | None = None) -> tuple:
+    """``hwclf export``: records of a raw sweep directory; returns (file, Experiment)."""
+    if out is not None and is_uri(out):
+        raise UserError(f"--out {out}: is a URI; records are written to a local directory")
+    exp = load_experiment(str(experiment))
+    if exp.kind != "raw":
+        raise UserError(f"{experiment}: is already a record set; export reads a raw sweep directory "
+                        f"(<storage>/<name>/ with its trial directories)")
+    return write_records(exp, Path(out) if out is not None else default_records_dir(str(experiment))), exp

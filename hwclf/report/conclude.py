@@ -6,13 +6,14 @@ which sentences rest on fewer seeds than planned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pandas as pd
 
 from hwclf.report import fmt
+from hwclf.report.claims import (S_BEST, S_HALF, S_LETTERS, S_PARTIAL, S_RECOVERY, S_ROBUST, S_TRANSFER,  # noqa: F401
+                                 S_WRITERS, SECTIONS, Conclusion, section_title)
 from hwclf.report.fmt import fmt_blur, join_and, p_value, pct, points
 from hwclf.report.load import Experiment
+from hwclf.report.robust import robust_conclusions
 from hwclf.report.stats import EXCEEDS, MIN_PAIRED_SEEDS, NOT_DISTINGUISHABLE, TOO_FEW, paired
 from hwclf.report.tables import ALL_ARCHS, MIN_WRITER_IMAGES, lookup, seed_values
 
@@ -59,26 +60,6 @@ WRITERS = ("Writer spread ({arch} trained clean, writers with ≥ {min} test ima
 PARTIAL = ("Partial results: {cells} {verb} fewer complete seeds than planned; these conclusions rest on fewer "
            "seeds: {which}.")
 PARTIAL_CELL = "{arch} trained at blur {b} (n={n}/{expected})"
-
-SECTIONS = ("Best architecture", "What training on blur recovers", "Transfer between blur levels",
-            "Is one robust model enough?", "Where accuracy falls below half of clean", "Letters", "Writers",
-            "Partial results")
-S_BEST, S_RECOVERY, S_TRANSFER, S_ROBUST, S_HALF, S_LETTERS, S_WRITERS, S_PARTIAL = SECTIONS
-
-
-def section_title(section: str, exp: Experiment) -> str:
-    """Headings as the reader's data calls its classes: "Letters", "Digits" or "Classes"."""
-    return exp.class_nouns[1].capitalize() if section == S_LETTERS else section
-
-
-@dataclass
-class Conclusion:
-    section: str
-    text: str
-    label: str = ""  # short name used by the partial-results sentence
-    cells: set = field(default_factory=set)  # {(arch, train blur)}
-    partial: bool = False
-
 
 def _value(row) -> str:
     if row["n"] == 1:
@@ -265,7 +246,6 @@ def partial_conclusion(summary: pd.DataFrame, conclusions: list) -> Conclusion |
 def conclusions(exp: Experiment, summary: pd.DataFrame, matrix: pd.DataFrame, recovery: pd.DataFrame,
                 hurt: pd.DataFrame, confusions: pd.DataFrame, writers: pd.DataFrame | None,
                 writer_arch: str | None, robust: pd.DataFrame | None = None) -> list:
-    from hwclf.report.robust import robust_conclusions  # robust.py builds on this module's Conclusion
 
     look = lookup(matrix)
     out = (best_conclusions(exp, look) + recovery_conclusions(exp, recovery) + transfer_conclusions(exp, look)

@@ -72,19 +72,6 @@ def default_records_dir(experiment: str) -> Path:
     return Path(experiment).expanduser().resolve() / RECORDS_DIR
 
 
-def export(experiment: str, out: str | None = None) -> tuple:
-    """``hwclf export``: records of a raw sweep directory; returns (file, Experiment)."""
-    from hwclf.report.load import load_experiment
-
-    if out is not None and is_uri(out):
-        raise UserError(f"--out {out}: is a URI; records are written to a local directory")
-    exp = load_experiment(str(experiment))
-    if exp.kind != "raw":
-        raise UserError(f"{experiment}: is already a record set; export reads a raw sweep directory "
-                        f"(<storage>/<name>/ with its trial directories)")
-    return write_records(exp, Path(out) if out is not None else default_records_dir(str(experiment))), exp
-
-
 def _bad(path: str, what: str) -> UserError:
     return UserError(f"{path}: {what}")
 

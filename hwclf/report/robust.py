@@ -14,7 +14,7 @@ import pandas as pd
 
 from hwclf import mixture
 from hwclf.report import fmt
-from hwclf.report.conclude import S_ROBUST, Conclusion
+from hwclf.report.claims import S_ROBUST, Conclusion
 from hwclf.report.fmt import fmt_blur, join_and, p_value, pct, points
 from hwclf.report.load import Experiment
 from hwclf.report.stats import EXCEEDS, NOT_DISTINGUISHABLE, describe, paired
