@@ -217,10 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="how close training runs to this machine's limit, and the naive baseline")
     b.add_argument("--out", default="bench.json", help="JSON file to write (a .md table is written beside it)")
     b.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmark runs, numbers meaningless")
-    b.add_argument("--skip", default="", help="comma-separated parts to skip: matmul,models,blur,sweep,naive,pack,tta")
+    b.add_argument("--skip", default="", help="comma-separated parts to skip: matmul,models,blur,sweep,naive,pack,tta,mixture")
     b.add_argument("--parts", default=None,
                    help="comma-separated parts to run (default matmul,models,blur,sweep,naive,pack; tta, time to "
-                        "accuracy, runs only when named: --parts tta)")
+                        "accuracy, and mixture, the cost of blur-mixture training, run only when named: "
+                        "--parts tta,mixture)")
     b.add_argument("--dataset", default=None,
                    help="dataset of the sweep, naive and tta parts: digits, emnist-letters, femnist-letters (default "
                         "femnist-letters from ../shared/data where present, else digits; --quick: digits)")

@@ -13,9 +13,11 @@ from hwclf.bench.machine import FOREIGN_WARN, CpuWatch, default_data, load_avera
 from hwclf.errors import UserError
 
 SCHEMA = "hwclf.bench/1"
-PARTS = ("matmul", "models", "blur", "sweep", "naive", "pack", "tta")
-DEFAULT_PARTS = PARTS[:-1]  # tta trains 2 recipes x 3 architectures x 2 seeds (an hour on 2 cores): on request
-DATA_PARTS = ("sweep", "naive", "tta")  # the parts that train on a real dataset
+PARTS = ("matmul", "models", "blur", "sweep", "naive", "pack", "tta", "mixture")
+# tta trains 2 recipes x 3 architectures x 2 seeds (an hour on 2 cores), mixture 4 study-sized trials
+# (~15 min): on request
+DEFAULT_PARTS = PARTS[:-2]
+DATA_PARTS = ("sweep", "naive", "tta", "mixture")  # the parts that train on a real dataset
 
 # Full run: about 25 minutes on 2 idle cores (the trials of parts 4-5 train on all of femnist-letters'
 # training images, as a study's trials do, so that fixed per-trial costs weigh what they weigh there).
@@ -33,6 +35,8 @@ SIZES = {
         "pack_rounds": 3,
         "tta_archs": ("basic", "resnet", "mobilenet"), "tta_seeds": (0, 1), "tta_epochs": 6,
         "tta_original_epochs": 10, "tta_per_class": None,
+        "mix_arch": "basic", "mix_single": 5, "mix_blur": "mix:0/5/10", "mix_epochs": 2, "mix_per_class": None,
+        "mix_rounds": 2,
     },
     "quick": {
         "matmul_n": 1024, "matmul_warmup": 1, "matmul_repeats": 9,
@@ -46,6 +50,8 @@ SIZES = {
         "pack_arch": "basic", "pack_batches": (32,), "pack_slots": (1, 2), "pack_seconds": 1.0, "pack_steps": 4,
         "pack_rounds": 1,
         "tta_archs": ("basic",), "tta_seeds": (0,), "tta_epochs": 2, "tta_original_epochs": 2, "tta_per_class": 10,
+        "mix_arch": "basic", "mix_single": 5, "mix_blur": "mix:0/5/10", "mix_epochs": 2, "mix_per_class": 10,
+        "mix_rounds": 1,
     },
 }
 
@@ -198,6 +204,7 @@ def _run_parts(run, parts: dict, sizes: dict, dataset: str, data_dir: str | None
                gpus: int) -> None:
     """Every part in order; later parts use what earlier ones measured (the peak, the blur rate, the sweep)."""
     from hwclf.bench.blur import bench_blur
+    from hwclf.bench.mixture import bench_mixture
     from hwclf.bench.naive import bench_naive
     from hwclf.bench.overhead import bench_sweep
     from hwclf.bench.pack import bench_pack
@@ -232,3 +239,6 @@ def _run_parts(run, parts: dict, sizes: dict, dataset: str, data_dir: str | None
     n_tta = len(sizes["tta_archs"]) * len(sizes["tta_seeds"])
     run("tta", f"time to accuracy on {dataset}: original protocol vs fast recipe, {n_tta} pairs of trials",
         lambda: bench_tta(sizes, dataset, data_dir, data))
+    run("mixture", f"blur mixture {sizes['mix_blur']} against blur {sizes['mix_single']}, {sizes['mix_arch']}, "
+                   f"{sizes['mix_rounds']} interleaved rounds",
+        lambda: bench_mixture(sizes, dataset, data_dir, data))

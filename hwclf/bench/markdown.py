@@ -211,4 +211,26 @@ def markdown(result: dict) -> str:
         lines += ["", f"naive: {'skipped' if nv.get('skipped') else 'ERROR: ' + nv['error'][:200]}"]
     lines += _pack_markdown(p.get("pack", {}))
     lines += _tta_markdown(p.get("tta", {}))
+    lines += _mixture_markdown(p.get("mixture", {}))
     return "\n".join(lines) + "\n"
+
+
+def _mixture_markdown(mx: dict) -> list[str]:
+    """Training on a blur mixture against one blur level: medians over interleaved rounds."""
+    if not mx.get("median"):
+        return ["", "mixture: skipped"] if mx.get("skipped") else (["", f"mixture: ERROR: {mx['error'][:300]}"]
+                                                                     if mx.get("error") else [])
+    from hwclf.mixture import label
+
+    images = f"{mx['per_class']} images per class" if mx["per_class"] else "all training images"
+    lines = ["", f"Blur mixture against one level: `{mx['arch']}` on {mx['dataset']} ({images}), {mx['epochs']} "
+                 f"epochs, medians of {len(mx['rounds'][mx['single']])} interleaved rounds.", "",
+             "| trained at | fit s | of which outside the epochs | images/s | preparing s (split, blur, build) |",
+             "|---|---:|---:|---:|---:|"]
+    for blur in (mx["single"], mx["mixture"]):
+        m = mx["median"][blur]
+        lines.append(f"| {label(blur)} | {m['fit_s']:.1f} | {m['outside_epochs_s']:.1f} | {m['images_per_s']:.0f} "
+                     f"| {m['prepare_s']:.1f} |")
+    lines += ["", f"Mixture / single fit time: {mx['fit_ratio']:.3f} ({100 * (mx['fit_ratio'] - 1):+.1f}%); "
+                  f"blurring the extra copies: {mx['prepare_extra_s']:+.1f} s once per trial."]
+    return lines
