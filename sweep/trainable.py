@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-# Before TensorFlow is imported in this worker: quiet its start-up logs.
+# Before TensorFlow is imported in this worker: quiet its start-up logs (train_one silences them fully).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FAULT_ENV = "HWCLF_FAULT_INJECT"
@@ -73,7 +73,15 @@ def older_checkpoints(checkpoint, keep: int = KEEP_OLDER) -> list:
     return [tune.Checkpoint(path, filesystem=checkpoint.filesystem) for path in older[:keep]]
 
 
-def train_one(config: dict, data=None) -> None:
+def train_one(config: dict, data=None, quiet: bool = False) -> None:
+    if quiet:  # before hwclf imports Keras in this worker (a reused worker has it already: a no-op)
+        import logging
+
+        from hwclf.quiet import quiet_tensorflow_import
+
+        quiet_tensorflow_import()
+        for name in ("ray.train", "ray.tune"):  # 'Checkpoint successfully created at ...' every epoch
+            logging.getLogger(name).setLevel(logging.WARNING)
     import ray
     from ray import tune
 
