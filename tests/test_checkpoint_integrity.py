@@ -181,3 +181,45 @@ def test_mixture_trial_resumes_bit_identically_and_is_sealed(digits, tmp_path):
     assert json.loads((tmp_path / "ck" / MANIFEST_FILE).read_text())["identity"]["blur"] == "mix:0/3/6"
     resumed = run_trial(cfg, digits, resume_from=[tmp_path / "ck"])
     assert resumed["resumed_from_epoch"] == 2 and numbers(resumed) == numbers(full)
+
+
+def test_ray_retries_find_the_older_checkpoints_beside_the_latest(tmp_path):
+    from ray import tune
+
+    from sweep.trainable import older_checkpoints
+
+    for i in (0, 1, 2, 10):
+        (tmp_path / f"checkpoint_{i:06d}").mkdir()
+    (tmp_path / "checkpoint_tmp_x").mkdir()
+    latest = tune.Checkpoint.from_directory(str(tmp_path / "checkpoint_000002"))
+    assert [c.path for c in older_checkpoints(latest)] == [str(tmp_path / "checkpoint_000001")]
+    assert [c.path for c in older_checkpoints(latest, keep=5)] == [str(tmp_path / f"checkpoint_00000{i}")
+                                                                   for i in (1, 0)]
+    assert older_checkpoints(tune.Checkpoint.from_directory(str(tmp_path / "checkpoint_tmp_x"))) == []
+
+
+@pytest.mark.slow
+def test_sweep_resume_over_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    """A trial fails after epoch 2 (no retries); its latest checkpoint is then cut short; `--resume` warns,
+    continues from epoch 1's checkpoint and finishes."""
+    from test_sweep import run_driver, tiny, trial_dirs, evaluations
+
+    args = tiny(tmp_path, "damaged", "--blur", "0", "--seeds", "0", "--epochs", "3", "--max-failures", "0",
+                "--no-report")
+    first = run_driver(args, env={"HWCLF_FAULT_INJECT": f"2:{tmp_path / 'markers'}"})
+    assert first.returncode == 1, first.stdout[-3000:] + first.stderr[-3000:]
+    (trial,) = trial_dirs(tmp_path / "damaged")
+    checkpoints = sorted(trial.glob("checkpoint_*"))
+    assert [json.loads((c / STATE_FILE).read_text())["epoch"] for c in checkpoints] == [1, 2]
+    weights = checkpoints[-1] / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+    resumed = run_driver(args + ["--resume"], env={"HWCLF_FAULT_INJECT": f"2:{tmp_path / 'markers'}"})
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out[-4000:]
+    assert "Traceback" not in out
+    warnings = [line for line in out.splitlines() if "hwclf: warning:" in line]
+    assert len(warnings) == 1 and f"{weights}: 1000 bytes" in warnings[0], warnings
+    assert f"resuming from {checkpoints[0]} (epoch 1)" in warnings[0]
+    (evaluation,) = evaluations(tmp_path / "damaged").values()
+    assert evaluation["resumed_from_epoch"] == 1 and [h["epoch"] for h in evaluation["history"]] == [1, 2, 3]
