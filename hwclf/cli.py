@@ -71,21 +71,24 @@ def cmd_train(args) -> int:
         per_class=args.per_class, eval_weights=args.eval_weights, threads=args.threads, precision=args.precision,
     )
     out = Path(args.out or f"runs/{cfg.arch}-b{slug(cfg.blur)}-s{cfg.seed}")
-    ckpt_dir = out / "checkpoint"
-    resume_from = ckpt_dir if args.resume and ckpt_dir.is_dir() else None
+    ckpt_dir, prev_dir = out / "checkpoint", out / "checkpoint.prev"
+    # latest first; a damaged one falls back to the one before (hwclf.trial.restore)
+    resume_from = [d for d in (ckpt_dir, prev_dir) if d.is_dir()] if args.resume else None
     if out.exists() and not args.resume and (out / "evaluation.json").exists():
         print(f"note: {out} holds an earlier result; it will be replaced", file=sys.stderr)
 
     from hwclf.trial import run_trial
 
     def report(metrics: dict, checkpoint: Path | None) -> None:
-        if checkpoint is not None:  # keep the latest checkpoint so --resume can continue
+        if checkpoint is not None:  # keep the latest two checkpoints so --resume can continue
             import shutil
 
             tmp = out / ".checkpoint.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(checkpoint, tmp)
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            if ckpt_dir.is_dir():
+                shutil.rmtree(prev_dir, ignore_errors=True)
+                ckpt_dir.rename(prev_dir)
             tmp.rename(ckpt_dir)
         if "epoch" in metrics and "done_training" not in metrics:
             atomic_write_json(out / "progress.json", metrics)
@@ -186,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mixed_bfloat16: bf16 compute, 1.3-1.6x faster where the hardware has bf16 units "
                         "(default float32)")
     t.add_argument("--out", default=None, help="output directory (default runs/<arch>-b<blur>-s<seed>)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint if present (checksums verified; a damaged one falls back "
+                        "to OUT/checkpoint.prev, else the trial starts over, with a warning)")
     t.set_defaults(func=cmd_train)
 
     m = sub.add_parser("models", help="the architectures with parameters and training FLOPs per image")

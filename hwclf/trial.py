@@ -3,7 +3,8 @@
 No Ray here. The caller passes a `report(metrics, checkpoint_dir)` hook that is called after every epoch
 and once at the end (with `evaluation.json` in the checkpoint), exactly the shape of `ray.tune.report`,
 so the Ray driver and the `hwclf train` CLI run the same code. A trial given a checkpoint directory
-continues from the epoch after it, and ends with the same number of epochs.
+continues from the epoch after it, and ends with the same number of epochs; every checkpoint is sealed by a
+checksum manifest and checked before it is resumed (hwclf.checkpoint).
 """
 
 from __future__ import annotations
@@ -19,18 +20,15 @@ from typing import Callable
 
 import numpy as np
 
+from hwclf import checkpoint as ckpt_io
 from hwclf.blur import blur
+from hwclf.checkpoint import BEST_FILE, EVALUATION_FILE, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE  # noqa: F401
 from hwclf.config import TrialConfig
 from hwclf.data import Dataset, load_dataset, subset_per_class, train_val_split
 from hwclf.mixture import VALIDATION_DRAW, draw_levels, is_mix, mix_levels
 
 ReportFn = Callable[[dict, "Path | None"], None]
 
-WEIGHTS_FILE = "model.weights.h5"
-OPTIMIZER_FILE = "optimizer.npz"  # Adam's moments and step count: resuming without them is a restart
-BEST_FILE = "best.weights.h5"
-STATE_FILE = "state.json"
-EVALUATION_FILE = "evaluation.json"
 SCHEMA = "hwclf.trial/1"
 
 
@@ -162,12 +160,20 @@ def save_weights_and_optimizer(model, directory: Path) -> None:
 
 
 def restore_weights_and_optimizer(model, directory: Path) -> None:
-    """Weights, then Adam's state by position (the same architecture gives the same variable order)."""
-    model.load_weights(directory / WEIGHTS_FILE)
+    """Weights, then Adam's state by position (the same architecture gives the same variable order).
+
+    Keras loads a file that does not fit with warnings and leaves the unmatched layers as initialised: here
+    any such warning is a failure, since a half-restored model is a silently wrong resume."""
+    import warnings
+
+    model.optimizer.build(model.trainable_variables)  # so the file's optimizer variables have a place
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(directory / WEIGHTS_FILE)
+    skipped = [w for w in caught if issubclass(w.category, UserWarning)]
+    if skipped:
+        raise ValueError(f"{len(skipped)} parts did not match, e.g. {str(skipped[0].message).splitlines()[0]}")
     opt_path = directory / OPTIMIZER_FILE
-    if not opt_path.is_file():
-        return
-    model.optimizer.build(model.trainable_variables)
     saved = np.load(opt_path)
     variables = model.optimizer.variables
     if len(saved.files) != len(variables):
@@ -176,20 +182,53 @@ def restore_weights_and_optimizer(model, directory: Path) -> None:
         var.assign(saved[f"v{i:04d}"])
 
 
-def _load_state(resume_from: Path | None) -> dict | None:
+def _candidates(resume_from) -> list[Path]:
     if resume_from is None:
-        return None
-    resume_from = Path(resume_from)
-    state_path = resume_from / STATE_FILE
-    if not state_path.is_file() or not (resume_from / WEIGHTS_FILE).is_file():
-        return None
-    return json.loads(state_path.read_text())
+        return []
+    if isinstance(resume_from, (str, os.PathLike)):
+        return [Path(resume_from)]
+    return [Path(p) for p in resume_from]
+
+
+def restore(model_factory, cfg: TrialConfig, fingerprint: str, resume_from):
+    """The model and state to continue from: the first checkpoint in `resume_from` (latest first) that is
+    intact, was written by this trial's identity, and loads; else a fresh model and None (start over).
+
+    Every checkpoint passed over is named in ONE warning line with its damage, so a retry never burns on
+    the same bad file and a resume is never silently wrong.
+    """
+    model = model_factory()
+    candidates = _candidates(resume_from)
+    ident = ckpt_io.identity(cfg.to_dict(), fingerprint)
+    problems, state, used, legacy = [], None, None, False
+    for directory in candidates:
+        try:
+            found, legacy = ckpt_io.verify(directory, ident)
+            try:
+                restore_weights_and_optimizer(model, directory)
+            except Exception as e:  # any load failure means the checkpoint is unusable; say which and why
+                model = model_factory()  # a failed load may have written part of the weights: start clean
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                raise ckpt_io.Damaged(f"{directory}: does not load into {cfg.arch} ({type(e).__name__}: {first})")
+            state, used = found, directory
+            break
+        except ckpt_io.Damaged as e:
+            problems.append(str(e))
+    notes = list(problems)
+    if used is not None and legacy:
+        notes.append(f"{used} has no {ckpt_io.MANIFEST_FILE} (written by an older hwclf): its files were "
+                     f"checked by loading them, not by checksum")
+    if notes:
+        tail = f"resuming from {used} (epoch {state['epoch']})" if used is not None else "starting the trial over"
+        ckpt_io.warn("; ".join(notes) + "; " + tail)
+    return model, state, used
 
 
 def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | None = None,
-              resume_from: str | os.PathLike | None = None, verbose: int = 0, callbacks: tuple = ()) -> dict:
+              resume_from=None, verbose: int = 0, callbacks: tuple = ()) -> dict:
     """Train and evaluate one configuration; returns the evaluation dict (docs/results-format.md).
 
+    `resume_from`: a checkpoint directory, or several (latest first) to fall back through (`restore`).
     `callbacks`: extra Keras callbacks for `model.fit` (the bench's per-epoch test), run after the trial's
     own epoch hook has stopped the epoch clock, so their work is not in `epoch_time_s`."""
     started = time.perf_counter()
@@ -200,10 +239,6 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
 
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir)
-    keras.backend.clear_session()  # a process may run trial after trial (reused Ray workers, the bench)
-    # Global in Keras: set by every trial, so a reused worker never inherits the previous trial's policy
-    keras.mixed_precision.set_global_policy(cfg.precision)
-    keras.utils.set_random_seed(cfg.seed)
     mixture = MixtureData(cfg, data) if is_mix(cfg.blur) else None
     if mixture is None:
         x_train, y_train, x_val, y_val = prepare_data(cfg, data)
@@ -211,11 +246,17 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
         x_train, y_train, x_val, y_val = None, mixture.y_train, mixture.x_val, mixture.y_val
 
     steps_per_epoch = -(-len(y_train) // cfg.batch_size)
-    model = compile_model(build_model(cfg.arch, data.num_classes, se_ratio=cfg.se_ratio),
-                          make_learning_rate(cfg, steps_per_epoch))
-    state = _load_state(resume_from)
+
+    def new_model():
+        keras.backend.clear_session()  # a process may run trial after trial (reused Ray workers, the bench)
+        # Global in Keras: set by every trial, so a reused worker never inherits the previous trial's policy
+        keras.mixed_precision.set_global_policy(cfg.precision)
+        keras.utils.set_random_seed(cfg.seed)
+        return compile_model(build_model(cfg.arch, data.num_classes, se_ratio=cfg.se_ratio),
+                             make_learning_rate(cfg, steps_per_epoch))
+
+    model, state, resume_dir = restore(new_model, cfg, data.fingerprint, resume_from)
     if state is not None:
-        restore_weights_and_optimizer(model, Path(resume_from))
         # The shuffling stream of an uninterrupted run cannot be recovered; make the resumed one repeatable.
         keras.utils.set_random_seed(cfg.seed + 1000 * state["epoch"])
     else:
@@ -223,15 +264,19 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
     resumed_from_epoch = state["epoch"]
     report = report or (lambda metrics, checkpoint_dir: None)
     scratch = Path(tempfile.mkdtemp(prefix="hwclf-ckpt-"))
-    best_src = Path(resume_from) / BEST_FILE if resume_from and state["epoch"] else None
+    best_src = resume_dir / BEST_FILE if resume_dir is not None and state["epoch"] else None
+    ident = ckpt_io.identity(cfg.to_dict(), data.fingerprint)
 
-    def save_checkpoint() -> Path:
+    def save_checkpoint(evaluation: dict | None = None) -> Path:
         ckpt = scratch / f"epoch_{state['epoch']:04d}"
         ckpt.mkdir(parents=True, exist_ok=True)
         save_weights_and_optimizer(model, ckpt)
         if cfg.eval_weights == "best" and best_weights_path.is_file():
             shutil.copy2(best_weights_path, ckpt / BEST_FILE)
         (ckpt / STATE_FILE).write_text(json.dumps(state))
+        if evaluation is not None:
+            (ckpt / EVALUATION_FILE).write_text(json.dumps(evaluation))
+        ckpt_io.write_manifest(ckpt, ident)  # last: a checkpoint without it was cut short
         return ckpt
 
     best_weights_path = scratch / BEST_FILE
@@ -309,8 +354,7 @@ def run_trial(cfg: TrialConfig, data: Dataset | None = None, report: ReportFn | 
         k = f"{t['test_blur']:g}"
         final.update({f"test_accuracy_b{k}": t["accuracy"], f"test_balanced_accuracy_b{k}": t["balanced_accuracy"],
                       f"test_loss_b{k}": t["loss"]})
-    ckpt = save_checkpoint()
-    (ckpt / EVALUATION_FILE).write_text(json.dumps(evaluation))
+    ckpt = save_checkpoint(evaluation)
     report(final, ckpt)
     shutil.rmtree(scratch, ignore_errors=True)
     return evaluation

@@ -138,17 +138,18 @@ def sweep_yaml(cfg: SweepConfig) -> bytes:
     return (header + yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)).encode()
 
 
-def connect_ray(address: str | None, num_cpus: int | None) -> str:
+def connect_ray(address: str | None, num_cpus: int | None, verbose: bool = False) -> str:
     """Join the running cluster if there is one, else start Ray here; returns a word for the log.
 
     `--address local` always starts a private Ray on this machine, even when another one is running
-    (tests, or a second sweep beside a running one).
+    (tests, or a second sweep beside a running one). Workers' output still reaches this console
+    (log_to_driver): errors and warnings stay visible; only Ray's own info lines are held back.
     """
     import ray
 
     if ray.is_initialized():
         return "already connected"
-    quiet = {"log_to_driver": True, "configure_logging": True, "logging_level": "warning"}
+    quiet = {"log_to_driver": True, "configure_logging": True, "logging_level": "info" if verbose else "warning"}
     local = {"num_cpus": num_cpus, "include_dashboard": False, **quiet}
     if address == "local":
         ray.init(address="local", **local)
@@ -167,13 +168,14 @@ def connect_ray(address: str | None, num_cpus: int | None) -> str:
         return "local Ray on this machine"
 
 
-def make_trainable(cfg: SweepConfig, dataset):
+def make_trainable(cfg: SweepConfig, dataset, verbose: bool = False):
     from ray import tune
 
     from sweep.trainable import train_one
 
     resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
-    return tune.with_resources(tune.with_parameters(train_one, data=dataset), resources)
+    # quiet travels with the trainable (not the environment), so it reaches workers on any cluster
+    return tune.with_resources(tune.with_parameters(train_one, data=dataset, quiet=not verbose), resources)
 
 
 def param_space(cfg: SweepConfig) -> dict:
@@ -186,12 +188,12 @@ def param_space(cfg: SweepConfig) -> dict:
     return base
 
 
-def build_tuner(cfg: SweepConfig, dataset, exp_path: str, resume: bool, total: int):
+def build_tuner(cfg: SweepConfig, dataset, exp_path: str, resume: bool, total: int, verbose: bool = False):
     from ray import tune
 
     from sweep.progress import TrialLines, trial_dirname, trial_name
 
-    trainable = make_trainable(cfg, dataset)
+    trainable = make_trainable(cfg, dataset, verbose)
     if resume:
         if not tune.Tuner.can_restore(exp_path):
             raise UserError(f"--resume: nothing to resume at {exp_path} (no Tune experiment state there)")
@@ -203,7 +205,9 @@ def build_tuner(cfg: SweepConfig, dataset, exp_path: str, resume: bool, total: i
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[TrialLines(total)],
-        verbose=1,
+        # 0: no per-trial config boxes or status tables (TrialLines says what matters; errors still print);
+        # --verbose: Ray's own output. A --resume keeps the setting the sweep started with (Tune restores it).
+        verbose=1 if verbose else 0,
     )
     tune_config = tune.TuneConfig(
         num_samples=1,  # seed is an explicit grid axis; repeating the grid would duplicate seeds
@@ -245,8 +249,28 @@ def check_fresh_start(exp_path: str, args) -> None:
                     f"over, or --name NEW for another")
 
 
+def quiet_console() -> None:
+    """The default console: what TrialLines prints, the summary, warnings and errors; not the start-up
+    chatter of TensorFlow, Ray's per-trial boxes and tables, or Tune's 'operation took 0.7 s' notes (noise
+    on a busy small machine). `--verbose` skips all of this. Runs before anything imports Keras or Ray Tune."""
+    import logging
+
+    from hwclf.quiet import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
+    # Tune's new output engine prints the experiment box whatever `verbose` says; its older reporter at
+    # verbose=0 prints nothing (errors are still logged, and TrialLines names each failed trial)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "60")
+    # an info notice logged as a warning at every local start; the warning that auth is OFF still shows
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        lambda record: not record.getMessage().startswith("Token authentication is enabled"))
+
+
 def run(args) -> int:
     started = time.time()
+    if not args.verbose:
+        quiet_console()
     cfg = load_config(args)
     exp_path = experiment_path(cfg)
     if not args.resume:
@@ -263,7 +287,7 @@ def run(args) -> int:
     print(f"data: {dataset.name}, {len(dataset.y_train):,} train / {len(dataset.y_test):,} test, "
           f"sha256:{dataset.fingerprint[:16]}…", flush=True)
 
-    how = connect_ray(args.address, args.num_cpus)
+    how = connect_ray(args.address, args.num_cpus, args.verbose)
     import ray
 
     print(f"ray: {how}; resources {ray.cluster_resources().get('CPU', 0):g} CPU, "
@@ -288,7 +312,7 @@ def run(args) -> int:
         title=f"{dataset.name} test images at each {cfg.blur_kind} blur level"))
 
     total = len(cfg.grid())
-    tuner = build_tuner(cfg, dataset, exp_path, args.resume, total)
+    tuner = build_tuner(cfg, dataset, exp_path, args.resume, total, args.verbose)
     results = tuner.fit()
 
     n_err = results.num_errors
@@ -344,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="finish an interrupted sweep of the same name")
     r.add_argument("--fresh", action="store_true", help="delete an existing local sweep of the same name first")
     r.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    r.add_argument("--verbose", action="store_true", help="Ray's and TensorFlow's full output (default: one line "
+                                                          "per finished trial with progress and ETA, and errors)")
     return p
 
 

@@ -2,16 +2,19 @@
 
 Ray Tune calls it once per (arch, blur, seed) cell with that cell's trial config; the raw dataset comes
 through `tune.with_parameters` (in the object store once, shared by all trials) and each trial blurs its
-own copy. Every epoch reports its metrics with a checkpoint; a retried trial continues from the last one.
+own copy. Every epoch reports its metrics with a checkpoint; a retried trial continues from the last one
+that verifies (hwclf.checkpoint), falling back to the one before it, else starting over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import time
 from pathlib import Path
 
-# Before TensorFlow is imported in this worker: quiet its start-up logs.
+# Before TensorFlow is imported in this worker: quiet its start-up logs (train_one silences them fully).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FAULT_ENV = "HWCLF_FAULT_INJECT"
@@ -42,7 +45,43 @@ def _maybe_inject_fault(config: dict, epoch: int) -> None:
     raise RuntimeError(f"injected fault after epoch {epoch} ({FAULT_ENV})")
 
 
-def train_one(config: dict, data=None) -> None:
+KEEP_OLDER = 1  # checkpoints before the latest to fall back through (the run keeps num_to_keep=2)
+
+
+def older_checkpoints(checkpoint, keep: int = KEEP_OLDER) -> list:
+    """The trial's checkpoints before `checkpoint`, newest first, from the same storage.
+
+    `tune.get_checkpoint()` gives only the latest; the ones Tune kept beside it (checkpoint_NNNNNN in the
+    trial directory, local or s3/gs alike) are the fallback when the latest is damaged. Listing failures
+    give none: the trial then starts over rather than not at all.
+    """
+    import pyarrow.fs
+    from ray import tune
+
+    parent, name = os.path.split(checkpoint.path.rstrip("/"))
+    pattern = re.compile(r"checkpoint_(\d+)$")
+    current = pattern.match(name)
+    if not current:
+        return []
+    try:
+        infos = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    except (OSError, ValueError):
+        return []
+    older = sorted((info.path for info in infos if info.type == pyarrow.fs.FileType.Directory
+                    and (m := pattern.match(os.path.basename(info.path))) and int(m[1]) < int(current[1])),
+                   reverse=True)
+    return [tune.Checkpoint(path, filesystem=checkpoint.filesystem) for path in older[:keep]]
+
+
+def train_one(config: dict, data=None, quiet: bool = False) -> None:
+    if quiet:  # before hwclf imports Keras in this worker (a reused worker has it already: a no-op)
+        import logging
+
+        from hwclf.quiet import quiet_tensorflow_import
+
+        quiet_tensorflow_import()
+        for name in ("ray.train", "ray.tune"):  # 'Checkpoint successfully created at ...' every epoch
+            logging.getLogger(name).setLevel(logging.WARNING)
     import ray
     from ray import tune
 
@@ -71,6 +110,12 @@ def train_one(config: dict, data=None) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         run_trial(cfg, data, report=report)
-    else:
-        with checkpoint.as_directory() as resume_from:
-            run_trial(cfg, data, report=report, resume_from=resume_from)
+        return
+    with contextlib.ExitStack() as stack:  # remote checkpoints are downloaded, and cleaned up after
+        resume_from = [stack.enter_context(checkpoint.as_directory())]
+        for older in older_checkpoints(checkpoint):
+            try:
+                resume_from.append(stack.enter_context(older.as_directory()))
+            except Exception:  # noqa: BLE001 - a fallback that cannot be fetched is no fallback; the latest decides
+                pass
+        run_trial(cfg, data, report=report, resume_from=resume_from)

@@ -2,7 +2,8 @@
 
 Seeds are few (typically 3), so intervals use the t-distribution, and nothing is invented when there is too
 little data: with one value the std and CI are NaN, and a paired comparison with fewer than
-``MIN_PAIRED_SEEDS`` seeds gives no verdict.
+``MIN_PAIRED_SEEDS`` seeds gives no verdict. An interval never leaves the range its quantity can take
+(accuracies [0, 1], losses [0, inf)): see ``CI_METHOD``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,35 @@ ALPHA = 0.05
 
 EXCEEDS, NOT_DISTINGUISHABLE, TOO_FEW = "exceeds", "not_distinguishable", "too_few"
 
+UNBOUNDED = (-math.inf, math.inf)
+ACCURACY_RANGE = (0.0, 1.0)
+LOSS_RANGE = (0.0, math.inf)  # cross-entropy: never negative, no upper bound
+
+# For the report's method note (one sentence): why intervals are cut to the metric's range, not transformed.
+CI_METHOD = ("95% CIs are t-intervals over seeds cut to the range the metric can take (an accuracy's [0, 100] %): "
+             "the true mean lies in that range, so the cut removes only impossible values and keeps the "
+             "interval's coverage, where a logit-scale interval is undefined at 0 % and 100 % and a "
+             "bootstrap over 3 seeds covers far less than 95%.")
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a per-trial metric can take, by its name: accuracies (any "*accuracy*") in [0, 1],
+    losses in [0, inf), anything else (e.g. a difference) unbounded."""
+    if "accuracy" in metric:
+        return ACCURACY_RANGE
+    if "loss" in metric:
+        return LOSS_RANGE
+    return UNBOUNDED
+
 
 @dataclass(frozen=True)
 class Describe:
     n: int
     mean: float
     std: float  # sample std (ddof=1); NaN when n < 2
-    half: float  # CI half-width; NaN when n < 2
-    ci_low: float
-    ci_high: float
+    half: float  # the t-interval's half-width before the cut to the range; NaN when n < 2
+    ci_low: float  # max(mean - half, range low)
+    ci_high: float  # min(mean + half, range high)
 
 
 def _clean(values) -> np.ndarray:
@@ -42,8 +63,9 @@ def t_half_width(std: float, n: int, level: float = CI_LEVEL) -> float:
     return float(_st.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
 
 
-def describe(values, level: float = CI_LEVEL) -> Describe:
-    """Mean, sample std and t-based CI of the finite values (NaN values are left out, not zeros)."""
+def describe(values, level: float = CI_LEVEL, bounds: tuple[float, float] = UNBOUNDED) -> Describe:
+    """Mean, sample std and t-based CI of the finite values (NaN values are left out, not zeros); the CI is
+    cut to `bounds`, the range the quantity can take (``metric_range``; why: ``CI_METHOD``)."""
     a = _clean(values)
     n = int(a.size)
     if n == 0:
@@ -52,7 +74,10 @@ def describe(values, level: float = CI_LEVEL) -> Describe:
     mean = float(a.mean())
     std = float(a.std(ddof=1)) if n > 1 else float("nan")
     half = t_half_width(std, n, level)
-    return Describe(n, mean, std, half, mean - half, mean + half)
+    if math.isnan(half):  # n = 1: the interval stays undefined, not cut to the range
+        return Describe(n, mean, std, half, half, half)
+    low, high = bounds
+    return Describe(n, mean, std, half, max(mean - half, low), min(mean + half, high))
 
 
 @dataclass(frozen=True)

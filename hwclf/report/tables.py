@@ -13,7 +13,7 @@ import pandas as pd
 
 from hwclf.mixture import is_mix
 from hwclf.report.load import COMPLETE, Experiment
-from hwclf.report.stats import describe, quantiles
+from hwclf.report.stats import describe, metric_range, quantiles
 
 TIDY_COLUMNS = ["arch", "train_blur", "seed", "test_blur", "accuracy", "balanced_accuracy", "loss", "epochs",
                 "evaluated_epoch", "wall_time_s", "train_time_s", "status", "trial"]
@@ -68,7 +68,7 @@ def _cells(exp: Experiment) -> list:
 
 
 def _stat_columns(prefix: str, values) -> dict:
-    d = describe(values)
+    d = describe(values, bounds=metric_range(prefix))
     return {f"{prefix}_mean": d.mean, f"{prefix}_std": d.std, f"{prefix}_ci95": d.half,
             f"{prefix}_ci_low": d.ci_low, f"{prefix}_ci_high": d.ci_high}
 
@@ -109,7 +109,7 @@ def matrix_table(exp: Experiment, tidy: pd.DataFrame | None = None, metric: str 
     rows = []
     for arch, b in _cells(exp):
         for k in exp.test_blurs:
-            d = describe(groups.get((arch, b, k), []))
+            d = describe(groups.get((arch, b, k), []), bounds=metric_range(metric))
             rows.append({"arch": arch, "train_blur": b, "test_blur": k, "n": d.n, "mean": d.mean, "std": d.std,
                          "ci95": d.half, "ci_low": d.ci_low, "ci_high": d.ci_high})
     return pd.DataFrame(rows)
