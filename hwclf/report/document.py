@@ -16,6 +16,7 @@ from hwclf.report.conclude import SECTIONS, Conclusion, section_title
 from hwclf.report.fmt import DASH, fmt_blur, join_and, pct, points
 from hwclf.report.load import COMPLETE, FAILED, INCOMPLETE, MISSING, SWEEP_FILE, Experiment
 from hwclf.report.render import Bullets, Heading, Image, Para, Table
+from hwclf.report.stats import CI_METHOD
 from hwclf.report.tables import ALL_ARCHS, MIN_WRITER_IMAGES
 
 FEMNIST_NOTE = ("femnist-letters is FEMNIST: the handwritten letters of NIST Special Database 19 with their writer "
@@ -50,7 +51,8 @@ class Results:
 
 SUMMARY_COLUMNS = ["Arch", "Train blur", "n", "Clean-test accuracy", "Clean-test balanced accuracy",
                    "Clean-test loss", "Matched-blur accuracy", "Matched-blur loss"]
-SUMMARY_CAPTION = ("Mean ± std over seeds, then the 95% CI of the mean (t-distribution). Clean test = test blur 0; "
+SUMMARY_CAPTION = ("Mean ± std over seeds, then the 95% CI of the mean (t-distribution, cut to [0, 100] % for "
+                   "accuracies). Clean test = test blur 0; "
                    "matched = tested at the train blur (a mixture such as mix 0/5/10 has no single train blur: no "
                    "matched value, —). n = complete seeds / planned; ⚠ marks fewer than planned; with n=1 the std "
                    "and CI are undefined.")
@@ -177,8 +179,8 @@ def what_was_run(exp: Experiment, res: Results) -> list:
 
 def conclusions_blocks(exp: Experiment, conclusions: list) -> list:
     blocks: list = [Heading(2, "Conclusions"),
-                    Para("Each sentence is computed from the tables below. Means are over seeds; 95% CIs use the "
-                         "t-distribution; a lead between architectures is tested with a paired t-test over seeds "
+                    Para("Each sentence is computed from the tables below. Means are over seeds. " + CI_METHOD +
+                         " A lead between architectures is tested with a paired t-test over seeds "
                          "(p < 0.05), and with fewer than 3 seeds no verdict is given. ⚠ marks a sentence that rests "
                          "on fewer seeds than planned.")]
     for section in SECTIONS:
