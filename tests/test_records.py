@@ -49,6 +49,11 @@ def test_report_from_records_equals_report_from_raw(partial_sweep, tmp_path, fas
     assert_same_report(raw_out, rec_out)
     trials = pd.read_csv(rec_out / "trials.csv")
     assert set(trials["status"]) == {"complete", "failed", "incomplete", "missing"}
+    # the sweep's config files copied beside the records (as a study's README keeps them) change nothing
+    shutil.copy2(partial_sweep / "hwclf-sweep.json", only / "hwclf-sweep.json")
+    (only / "sweep.yaml").write_text("name: study\n")
+    beside_out = write_report(str(only), str(tmp_path / "beside"), quiet=True).parent
+    assert_same_report(raw_out, beside_out)
 
 
 def test_export_is_deterministic_small_and_complete(partial_sweep, tmp_path, capsys):

@@ -145,3 +145,13 @@ def test_digits_report_speaks_of_digits_not_letters(tmp_path, fast_figures):
     assert "### Digits hurt most by blur" in md and "the digits that lose most" in md
     words = re.sub(r"per_letter\.(png|csv)|letters_hurt\.csv", "", md)  # file names stay as documented
     assert "letter" not in words.lower()
+
+
+def test_robust_table_accuracy_intervals_stay_in_0_1(tmp_path, fast_figures):
+    """A clean model near chance at a strong blur has a t-interval reaching below 0: the table cuts it."""
+    from hwclf.report.robust import _stats
+
+    near_zero = _stats("clean", [0.21, 0.02])  # two seeds, as a clean model at k=5 on femnist-letters
+    assert near_zero["clean_ci_low"] == 0.0 and near_zero["clean_ci_high"] <= 1.0
+    near_one = _stats("mixture", [0.999, 0.95])
+    assert near_one["mixture_ci_high"] == 1.0

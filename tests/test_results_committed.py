@@ -20,7 +20,8 @@ STUDIES = sorted(p.parent.parent for p in RESULTS.glob("*/report/trials.csv"))
 
 
 def test_there_are_committed_studies():
-    assert {p.name for p in STUDIES} >= {"femnist-study1", "femnist-blur"}
+    # femnist-blur is being rerun converged, in parts (results/femnist-blur/README.md): it returns here when complete
+    assert {p.name for p in STUDIES} >= {"femnist-study1"}
 
 
 @pytest.fixture(params=STUDIES, ids=[p.name for p in STUDIES])
@@ -124,3 +125,14 @@ def test_committed_fingerprint_is_the_data_here(study, femnist_dir):
     from hwclf.data import load_dataset
 
     assert load_dataset("femnist-letters", femnist_dir).fingerprint == sweep["dataset"]["fingerprint"]
+
+
+def test_no_committed_accuracy_interval_leaves_0_1(study):
+    """Every accuracy interval a committed study shows (summary and matrix) lies within [0, 1]."""
+    d = study[0]
+    summary = pd.read_csv(d / "report" / "summary.csv")
+    matrix = pd.read_csv(d / "report" / "matrix.csv")
+    bounds = [summary[c] for c in summary.columns if "accuracy_ci_" in c] + [matrix["ci_low"], matrix["ci_high"]]
+    for col in bounds:
+        values = col.dropna()
+        assert values.between(0, 1).all(), f"{d.name}: {col.name} leaves [0, 1]: {values[~values.between(0, 1)]}"

@@ -58,7 +58,9 @@ def read_source(path, *, workers: int = 8) -> Source:
     except Exception as e:
         raise UserError(f"{location}: cannot list ({_first_line(e)})") from None
     files = {posixpath.basename(i.path): i for i in entries}
-    if R.RECORDS_FILE in files and files[R.RECORDS_FILE].type == ft.File and SWEEP_FILE not in files:
+    # A record set, also when the sweep's config files were copied beside it; a raw sweep has trial directories
+    trial_dirs = any(i.type == ft.Directory and TRIAL_DIR_RE.match(name) for name, i in files.items())
+    if R.RECORDS_FILE in files and files[R.RECORDS_FILE].type == ft.File and not trial_dirs:
         return R.read_records(reader, reader.join(reader.root, R.RECORDS_FILE), location)
     notes: list = []
 

@@ -17,7 +17,7 @@ from hwclf.report import fmt
 from hwclf.report.claims import S_ROBUST, Conclusion
 from hwclf.report.fmt import fmt_blur, join_and, p_value, pct, points
 from hwclf.report.load import Experiment
-from hwclf.report.stats import EXCEEDS, NOT_DISTINGUISHABLE, describe, paired
+from hwclf.report.stats import EXCEEDS, NOT_DISTINGUISHABLE, describe, metric_range, paired
 from hwclf.report.tables import seed_values
 
 INSIDE, BETWEEN, BEYOND, BELOW = "inside", "between", "beyond", "below"
@@ -59,7 +59,7 @@ def where(k, levels) -> str:
 
 
 def _stats(prefix: str, values) -> dict:
-    d = describe(values)
+    d = describe(values, bounds=metric_range("accuracy"))  # an accuracy's interval stays in [0, 1]
     return {f"{prefix}_n": d.n, f"{prefix}_mean": d.mean, f"{prefix}_ci_low": d.ci_low, f"{prefix}_ci_high": d.ci_high}
 
 
