@@ -262,6 +262,9 @@ def quiet_console() -> None:
     # verbose=0 prints nothing (errors are still logged, and TrialLines names each failed trial)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "60")
+    # "Experiment state snapshotting has been triggered multiple times": 3 lines every few short trials,
+    # about Tune's own bookkeeping when trials checkpoint every epoch (as ours do, on purpose)
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # an info notice logged as a warning at every local start; the warning that auth is OFF still shows
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
         lambda record: not record.getMessage().startswith("Token authentication is enabled"))
