@@ -144,11 +144,6 @@ def sort_key(value: Any) -> tuple:
     return (0, (float(value),))
 
 
-def to_yaml(value: Any) -> Any:
-    """How a train-blur value is written back to YAML: mixtures as ``{mix: [...]}``."""
-    return {MIX_KEY: list(mix_levels(value))} if is_mix(value) else value
-
-
 VALIDATION_DRAW = -1  # the `epoch` of the validation split's draw, made once per trial
 
 
