@@ -233,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data-dir", default=None, help="directory with the dataset's IDX files (alone: femnist-letters)")
     b.add_argument("--tta-archs", default=None, help="tta: architectures (default basic,resnet,mobilenet)")
     b.add_argument("--tta-seeds", default=None, help="tta: seeds, one trial per recipe each (default 0,1)")
-    b.add_argument("--tta-epochs", type=int, default=None, help="tta: epochs of the fast recipe (default 6; "
-                                                                     "the original protocol trains 10)")
+    b.add_argument("--tta-epochs", default=None,
+                   help="tta: epoch budgets of the fast recipe, each its own schedule (default 3,6; the original "
+                        "protocol trains 10)")
     b.add_argument("--tta-per-class", type=int, default=None,
                    help="tta: at most this many training images per class (default all)")
     b.set_defaults(func=cmd_bench)

@@ -40,6 +40,33 @@ def test_target_time_and_ratio_come_from_the_curves():
     assert row["fast"]["time_to_target_s"] is None and row["fast"]["seeds_reached"] == 0 and row["ratio"] is None
 
 
+def test_each_fast_budget_gets_its_own_ratio_and_the_best_is_named():
+    """Several budgets (--tta-epochs 2,3): each is a row of its own; `ratio` is the best reached one."""
+    def fast(seed, accuracies, epoch_s):
+        return {**_trial("fast", seed, accuracies, epoch_s), "label": f"fast {len(accuracies)} ep"}
+
+    trials = [{**_trial("original", 0, [0.50, 0.70, 0.79, 0.81], 30.0), "label": "original"},  # target 0.805
+              fast(0, [0.60, 0.79], 10.0),         # 2 epochs: never reaches the target
+              fast(0, [0.60, 0.70, 0.82], 10.0)]   # 3 epochs: reaches it at 30 s
+    (row,) = summarise(trials, ["basic"])
+    assert row["ratios"] == {"fast 2 ep": None, "fast 3 ep": pytest.approx(120.0 / 30.0)}
+    assert row["best"] == "fast 3 ep" and row["ratio"] == pytest.approx(4.0)
+    assert row["fast 2 ep"]["time_to_target_s"] is None and row["fast 3 ep"]["epoch_to_target"] == 3
+
+    from hwclf.bench.markdown import _tta_markdown
+
+    recipes = {"original": {"lr_schedule": "constant", "learning_rate": 1e-3, "warmup_fraction": 0.0,
+                            "batch_size": 32, "epochs": 4, "precision": "float32"}}
+    for e in (2, 3):
+        recipes[f"fast {e} ep"] = {"lr_schedule": "cosine", "learning_rate": 3e-3, "warmup_fraction": 0.2,
+                                   "batch_size": 128, "epochs": e, "precision": "float32"}
+    text = "\n".join(_tta_markdown({"rows": [row], "recipes": recipes, "dataset": "digits", "per_class": 10,
+                                     "n_train": 260, "n_test": 360, "seeds": [0], "target_margin": TARGET_MARGIN}))
+    assert "budget of 2 and 3 epochs" in text
+    assert "| fast 2 ep | not reached (0 of 1 seeds on their own) | n/a |" in text
+    assert "| fast 3 ep (best) | 30 s (epoch 3; 1 of 1 seeds on their own) | 4.00x |" in text
+
+
 def test_time_to_target_is_the_first_epoch_at_or_over_it():
     curve = [{"epoch": 1, "test_accuracy": 0.3, "fit_time_s": 5.0}, {"epoch": 2, "test_accuracy": 0.6, "fit_time_s": 9.0},
              {"epoch": 3, "test_accuracy": 0.5, "fit_time_s": 13.0}]
@@ -93,7 +120,9 @@ def test_quick_tta_on_digits_runs_both_recipes(tmp_path, capsys):
     (["--parts", "tta,gpu"], "--parts: unknown part(s) gpu; allowed: matmul, models, blur, sweep, naive, pack, tta"),
     (["--parts", "tta", "--tta-archs", "basic,vgg"], "--tta-archs: unknown architecture(s) vgg; allowed: basic,"),
     (["--parts", "tta", "--tta-seeds", "0,x"], "--tta-seeds: 'x' is not a number"),
-    (["--parts", "tta", "--tta-epochs", "0"], "--tta-epochs: must be >= 1, got 0"),
+    (["--parts", "tta", "--tta-epochs", "0"], "--tta-epochs: give whole numbers >= 1 such as 3,6; got '0'"),
+    (["--parts", "tta", "--tta-epochs", "3,x"], "--tta-epochs: give whole numbers >= 1 such as 3,6; got '3,x'"),
+    (["--parts", "tta", "--tta-per-class", "0"], "--tta-per-class: must be >= 1, got 0"),
     (["--parts", "tta", "--dataset", "mnist"], "--dataset: unknown value 'mnist'; allowed: digits, emnist-letters,"),
 ])
 def test_bad_tta_arguments_are_one_line(tmp_path, capsys, argv, message):

@@ -33,7 +33,7 @@ SIZES = {
         "trial_per_class": None, "naive_batch": 32,
         "pack_arch": "basic", "pack_batches": (128,), "pack_slots": None, "pack_seconds": 10.0, "pack_steps": 64,
         "pack_rounds": 3,
-        "tta_archs": ("basic", "resnet", "mobilenet"), "tta_seeds": (0, 1), "tta_epochs": 6,
+        "tta_archs": ("basic", "resnet", "mobilenet"), "tta_seeds": (0, 1), "tta_epochs": (3, 6),
         "tta_original_epochs": 10, "tta_per_class": None,
         "mix_arch": "basic", "mix_single": 5, "mix_blur": "mix:0/5/10", "mix_epochs": 2, "mix_per_class": None,
         "mix_rounds": 2,
@@ -49,7 +49,7 @@ SIZES = {
         "trial_per_class": 20, "naive_batch": 32,
         "pack_arch": "basic", "pack_batches": (32,), "pack_slots": (1, 2), "pack_seconds": 1.0, "pack_steps": 4,
         "pack_rounds": 1,
-        "tta_archs": ("basic",), "tta_seeds": (0,), "tta_epochs": 2, "tta_original_epochs": 2, "tta_per_class": 10,
+        "tta_archs": ("basic",), "tta_seeds": (0,), "tta_epochs": (2,), "tta_original_epochs": 2, "tta_per_class": 10,
         "mix_arch": "basic", "mix_single": 5, "mix_blur": "mix:0/5/10", "mix_epochs": 2, "mix_per_class": 10,
         "mix_rounds": 1,
     },
@@ -85,12 +85,19 @@ def tta_sizes(args, sizes: dict) -> dict:
         out["tta_archs"] = archs
     if getattr(args, "tta_seeds", None):
         out["tta_seeds"] = tuple(dict.fromkeys(parse_number_list(args.tta_seeds, "--tta-seeds", integer=True)))
-    for flag, key in (("tta_epochs", "tta_epochs"), ("tta_per_class", "tta_per_class")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            if value < 1:
-                raise UserError(f"--{flag.replace('_', '-')}: must be >= 1, got {value}")
-            out[key] = value
+    if getattr(args, "tta_epochs", None):
+        try:
+            budgets = sorted({int(t) for t in args.tta_epochs.split(",") if t.strip()})
+        except ValueError:
+            budgets = []
+        if not budgets or budgets[0] < 1:
+            raise UserError(f"--tta-epochs: give whole numbers >= 1 such as 3,6; got {args.tta_epochs!r}")
+        out["tta_epochs"] = tuple(budgets)
+    value = getattr(args, "tta_per_class", None)
+    if value is not None:
+        if value < 1:
+            raise UserError(f"--tta-per-class: must be >= 1, got {value}")
+        out["tta_per_class"] = value
     return {**sizes, **out}
 
 
