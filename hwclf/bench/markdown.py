@@ -229,13 +229,16 @@ def _mixture_markdown(mx: dict) -> list[str]:
                                                                      if mx.get("error") else [])
     from hwclf.mixture import label
 
+    def at(table: dict, blur):  # a JSON round trip makes the integer kernel keys strings
+        return table[blur] if blur in table else table[str(blur)]
+
     images = f"{mx['per_class']} images per class" if mx["per_class"] else "all training images"
     lines = ["", f"Blur mixture against one level: `{mx['arch']}` on {mx['dataset']} ({images}), {mx['epochs']} "
-                 f"epochs, medians of {len(mx['rounds'][mx['single']])} interleaved rounds.", "",
+                 f"epochs, medians of {len(at(mx['rounds'], mx['single']))} interleaved rounds.", "",
              "| trained at | fit s | of which outside the epochs | images/s | preparing s (split, blur, build) |",
              "|---|---:|---:|---:|---:|"]
     for blur in (mx["single"], mx["mixture"]):
-        m = mx["median"][blur]
+        m = at(mx["median"], blur)
         lines.append(f"| {label(blur)} | {m['fit_s']:.1f} | {m['outside_epochs_s']:.1f} | {m['images_per_s']:.0f} "
                      f"| {m['prepare_s']:.1f} |")
     lines += ["", f"Mixture / single fit time: {mx['fit_ratio']:.3f} ({100 * (mx['fit_ratio'] - 1):+.1f}%); "
