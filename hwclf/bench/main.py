@@ -14,7 +14,7 @@ from hwclf.errors import UserError
 
 SCHEMA = "hwclf.bench/1"
 PARTS = ("matmul", "models", "blur", "sweep", "naive", "pack", "tta", "mixture")
-# tta trains 2 recipes x 3 architectures x 2 seeds (an hour on 2 cores), mixture 4 study-sized trials
+# tta trains the original and 2 fast budgets x 3 architectures x 2 seeds (~2 h on 2 cores), mixture 4 study-sized trials
 # (~15 min): on request
 DEFAULT_PARTS = PARTS[:-2]
 DATA_PARTS = ("sweep", "naive", "tta", "mixture")  # the parts that train on a real dataset
