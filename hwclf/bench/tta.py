@@ -72,14 +72,18 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
              "fit_time_s": statistics.mean(r["fit_time_s"] for r in rows)} for rows in zip(*curves)]
 
 
-def labels(fast_epochs) -> dict[str, tuple[str, int | None]]:
+def labels(fast_epochs, original_epochs: int) -> dict[str, tuple[str, int]]:
     """{label: (recipe, epochs)} in run order: "original", then "fast" for one fast budget, or "fast 3 ep",
     "fast 6 ep", ... for several (airbench's question: the shortest budget that still reaches the target)."""
     fast_epochs = tuple(fast_epochs)
-    out = {"original": ("original", None)}
+    out = {"original": ("original", original_epochs)}
     for e in fast_epochs:
         out["fast" if len(fast_epochs) == 1 else f"fast {e} ep"] = ("fast", e)
     return out
+
+
+def _label(trial: dict) -> str:
+    return trial.get("label", trial["recipe"])  # JSONs written before the budgets have no label
 
 
 def summarise(trials: list[dict], archs) -> list[dict]:
@@ -95,8 +99,9 @@ def summarise(trials: list[dict], archs) -> list[dict]:
             continue
         target = statistics.mean(original_finals) - TARGET_MARGIN
         row = {"arch": arch, "target": target, "target_rule": f"original mean final - {TARGET_MARGIN:g}"}
-        for label in dict.fromkeys(t.get("label", t["recipe"]) for t in mine):
-            these = [t for t in mine if t.get("label", t["recipe"]) == label]
+        seen = list(dict.fromkeys(_label(t) for t in mine))
+        for label in seen:
+            these = [t for t in mine if _label(t) == label]
             for t in these:
                 t["target"] = target
                 t["epoch_to_target"], t["time_to_target_s"] = time_to_target(t["curve"], target)
@@ -110,7 +115,7 @@ def summarise(trials: list[dict], archs) -> list[dict]:
                 "eval_time_s": statistics.mean(t["eval_time_s"] for t in these),
             }
         o = row.get("original", {}).get("time_to_target_s")
-        fast = [label for label in row if isinstance(row[label], dict) and label.startswith("fast")]
+        fast = [label for label in seen if label != "original"]
         row["ratios"] = {label: (o / row[label]["time_to_target_s"] if o and row[label]["time_to_target_s"]
                                  else None) for label in fast}
         reached = {label: r for label, r in row["ratios"].items() if r}
@@ -125,13 +130,13 @@ def bench_tta(sizes: dict, dataset: str, data_dir: str | None, data) -> dict:
     from hwclf.trial import to_model_input
 
     x_test = to_model_input(data.x_test)
-    runs = labels(sizes["tta_epochs"])
+    runs = labels(sizes["tta_epochs"], sizes["tta_original_epochs"])
     trials = []
     for arch in sizes["tta_archs"]:
         for seed in sizes["tta_seeds"]:
             for label, (recipe, epochs) in runs.items():
                 cfg = TrialConfig(dataset=dataset, data_dir=data_dir, arch=arch, blur=0, seed=seed,
-                                  epochs=epochs or sizes["tta_original_epochs"], per_class=sizes["tta_per_class"],
+                                  epochs=epochs, per_class=sizes["tta_per_class"],
                                   test_blur=(0,), precision="float32", **RECIPES[recipe])
                 t = {"arch": arch, "recipe": recipe, "label": label, "seed": seed, "epochs": cfg.epochs,
                      **curve_trial(cfg, data, x_test)}
@@ -141,7 +146,7 @@ def bench_tta(sizes: dict, dataset: str, data_dir: str | None, data) -> dict:
                     f"not on the clock)")
     rows = summarise(trials, sizes["tta_archs"])
     return {"dataset": dataset, "n_train": trials[0]["n_train"] if trials else None, "n_test": int(len(data.y_test)),
-            "recipes": {label: {**RECIPES[recipe], "epochs": epochs or sizes["tta_original_epochs"],
-                                "precision": "float32"} for label, (recipe, epochs) in runs.items()},
+            "recipes": {label: {**RECIPES[recipe], "epochs": epochs, "precision": "float32"}
+                        for label, (recipe, epochs) in runs.items()},
             "target_margin": TARGET_MARGIN, "archs": list(sizes["tta_archs"]), "seeds": list(sizes["tta_seeds"]),
             "per_class": sizes["tta_per_class"], "rows": rows, "trials": trials}
