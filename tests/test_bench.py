@@ -13,6 +13,7 @@ import pytest
 
 from hwclf.blur import box_blur
 from hwclf.cli import main as cli_main
+from hwclf.bench.machine import FOREIGN_WARN
 from hwclf.bench.naive import naive_box_blur
 
 from conftest import official_letters
@@ -57,8 +58,13 @@ def test_quick_bench_writes_every_part_with_sane_numbers(tmp_path, capsys):
 
     models = parts["models"]
     assert [r["arch"] for r in models["rows"]] == ["basic"]
+    # MFU divides the training rate by the matmul peak, two parts measured minutes apart: another process
+    # in one and not the other moves it anywhere (4.7 seen beside a study run), so the upper bound only
+    # holds on a quiet machine; the FLOP count itself is checked exactly below.
+    quiet = all(parts[p]["cpu"]["foreign_cpu_fraction"] <= FOREIGN_WARN for p in ("matmul", "models"))
     for r in models["rows"]:
-        assert r["images_per_s"] > 0 and r["train_flops_per_image"] > 0 and 0 < r["mfu"] < 1.5, r
+        assert r["images_per_s"] > 0 and r["train_flops_per_image"] > 0 and r["mfu"] > 0, r
+        assert r["mfu"] < 1.5 or not quiet, r
     fc = models["flops_check"]
     # hwclf's count, the hand-written layer table and TF's own op registry agree within 1%
     assert fc["hwclf_over_analytic"] == pytest.approx(1, abs=0.01)
