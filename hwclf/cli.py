@@ -136,7 +136,7 @@ def cmd_export(args) -> int:
     from hwclf.report.load import COMPLETE
     from hwclf.report import export
 
-    path, exp = export(args.experiment, args.out)
+    path, exp = export(args.experiment, args.out, train_blur=args.train_blur)
     size, n = path.stat().st_size, exp.counts()[COMPLETE]
     print(f"records: {path} ({n} complete trials, {size:,} bytes"
           + (f", {size / n:,.0f} bytes per complete trial)" if n else ")"))
@@ -214,9 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="portable records of a sweep (no weights; small enough to commit), from which "
                                       "hwclf report rebuilds the same report")
-    x.add_argument("experiment", help="raw sweep directory or s3:// / gs:// URI")
+    x.add_argument("experiment", help="raw sweep directory or s3:// / gs:// URI (a record set too, with --train-blur)")
     x.add_argument("--out", default=None,
                    help="directory for hwclf-records.jsonl.gz (default EXPERIMENT/records; ./NAME-records for a URI)")
+    x.add_argument("--train-blur", default=None, metavar="LEVELS",
+                   help="keep only these rows, e.g. 0,5,10,20,mix:0/5/10 (to replace a row rerun with another "
+                        "budget); the records say what was left out")
     x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="how close training runs to this machine's limit, and the naive baseline")

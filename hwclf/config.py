@@ -176,6 +176,10 @@ class SweepConfig:
     seeds: tuple = (0,)
     test_blur: tuple = ()  # empty: every train blur level plus 0
     epochs: int = 2
+    # A row's own budget where it needs more than `epochs` to converge ({30: 20}: every model trained at
+    # blur 30 gets 20 epochs). Keyed by train level (mixtures as "mix:0/5/10"); levels not in the grid are
+    # allowed, so `--blur` can select rows of a preset.
+    epochs_by_train_blur: dict = field(default_factory=dict)
     batch_size: int = 128
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"
@@ -225,6 +229,7 @@ class SweepConfig:
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("se_ratio", 1), ("threads_per_trial", 0),
                               ("max_concurrent", 0), ("max_failures", -1)):
             object.__setattr__(self, name, _check_int(name, getattr(self, name), minimum))
+        object.__setattr__(self, "epochs_by_train_blur", _parse_row_epochs(self.epochs_by_train_blur, integer))
         if self.per_class is not None:
             object.__setattr__(self, "per_class", _check_int("per_class", self.per_class, 1))
         _check_recipe(self)
@@ -280,7 +285,20 @@ class SweepConfig:
         d = dataclasses.asdict(self)
         for k in ("train_blur", "archs", "seeds", "test_blur"):
             d[k] = list(d[k])
+        d["epochs_by_train_blur"] = dict(self.epochs_by_train_blur)
         return d
+
+    def epochs_for(self, blur) -> int:
+        """The budget of the row trained at `blur`: its own entry in epochs_by_train_blur, else `epochs`."""
+        return self.epochs_by_train_blur.get(blur, self.epochs)
+
+    def epochs_text(self) -> str:
+        """'10' or '10 (train blur 30: 20)', for the rows of this grid."""
+        from hwclf.mixture import label
+
+        rows = [f"train blur {label(b)}: {self.epochs_for(b)}" for b in self.train_blur
+                if self.epochs_for(b) != self.epochs]
+        return f"{self.epochs}" + (f" ({', '.join(rows)})" if rows else "")
 
     def grid(self) -> list[dict]:
         """Every (arch, blur, seed) cell, in the order a reader expects."""
@@ -289,12 +307,24 @@ class SweepConfig:
     def trial_config(self, arch: str, blur, seed: int, threads: int | None = None) -> TrialConfig:
         return TrialConfig(
             dataset=self.dataset, data_dir=self.data_dir, arch=arch, blur_kind=self.blur_kind, blur=blur,
-            seed=seed, epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            seed=seed, epochs=self.epochs_for(blur), batch_size=self.batch_size, learning_rate=self.learning_rate,
             lr_schedule=self.lr_schedule, warmup_fraction=self.warmup_fraction, val_fraction=self.val_fraction,
             test_blur=self.test_blur, per_class=self.per_class,
             eval_weights=self.eval_weights, threads=self.threads_per_trial if threads is None else threads,
             se_ratio=self.se_ratio, precision=self.precision,
         )
+
+
+def _parse_row_epochs(value: Any, integer: bool) -> dict:
+    """{30: 20, "mix:0/5": 12} -> {30: 20, "mix:0/5": 12} with canonical keys and whole-number budgets."""
+    if not isinstance(value, Mapping):
+        raise UserError(f"epochs_by_train_blur: expected a mapping of train level to epochs such as {{30: 20}}, "
+                        f"got {value!r}")
+    out = {}
+    for key, epochs in value.items():
+        level = parse_train_blur(key, "epochs_by_train_blur", integer=integer)
+        out[level] = _check_int(f"epochs_by_train_blur[{key}]", epochs, 1)
+    return out
 
 
 def _check_recipe(cfg) -> None:

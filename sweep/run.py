@@ -74,6 +74,8 @@ def load_config(args) -> SweepConfig:
         max_concurrent=args.max_concurrent, reuse_actors=False if args.no_reuse_actors else None,
         precision=args.precision, lr_schedule=args.lr_schedule, warmup_fraction=args.warmup,
         learning_rate=args.lr, batch_size=args.batch_size,
+        # --epochs N means every cell N epochs: it replaces a preset's per-row budgets too
+        epochs_by_train_blur={} if args.epochs is not None else None,
     )
 
 
@@ -185,6 +187,9 @@ def param_space(cfg: SweepConfig) -> dict:
     base = cfg.trial_config(cfg.archs[0], cfg.train_blur[0], cfg.seeds[0], threads=threads).to_dict()
     base.update({"arch": tune.grid_search(list(cfg.archs)), "blur": tune.grid_search(list(cfg.train_blur)),
                  "seed": tune.grid_search(list(cfg.seeds))})
+    if cfg.epochs_by_train_blur:  # each cell its row's budget, resolved after the grid (Tune's conditional spaces)
+        row_epochs, default = dict(cfg.epochs_by_train_blur), cfg.epochs
+        base["epochs"] = tune.sample_from(lambda spec: row_epochs.get(spec.config.blur, default))
     return base
 
 
@@ -284,7 +289,7 @@ def run(args) -> int:
     from hwclf.mixture import label
 
     print(f"hwclf sweep '{cfg.name}': {cfg.dataset}, {cfg.blur_kind} blur {[label(b) for b in cfg.train_blur]} x "
-          f"{len(cfg.archs)} archs x {len(cfg.seeds)} seeds = {len(cfg.grid())} trials, {cfg.epochs} epochs each",
+          f"{len(cfg.archs)} archs x {len(cfg.seeds)} seeds = {len(cfg.grid())} trials, {cfg.epochs_text()} epochs each",
           flush=True)
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
     print(f"data: {dataset.name}, {len(dataset.y_train):,} train / {len(dataset.y_test):,} test, "
@@ -348,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test-blur", help="test blur levels (default: 0 and every train level)")
     g.add_argument("--archs", help="architectures, e.g. basic,resnet_se")
     g.add_argument("--seeds", help="seeds, e.g. 0,1,2")
-    g.add_argument("--epochs", type=int)
+    g.add_argument("--epochs", type=int, help="epochs for every cell (replaces the preset's epochs_by_train_blur)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float, help="Adam learning rate (the peak, with --lr-schedule cosine)")
     g.add_argument("--lr-schedule", help="constant or cosine (linear warm-up, then cosine decay to 0)")

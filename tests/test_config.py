@@ -59,6 +59,27 @@ def test_sweep_grid_and_default_test_levels():
     assert (t.arch, t.blur, t.seed, t.test_blur) == ("resnet", 5, 2, (0, 5))
 
 
+def test_a_row_can_have_its_own_epochs(tmp_path):
+    spec = tmp_path / "rows.yaml"
+    spec.write_text("train_blur: [0, 30, {mix: [0, 5]}]\nepochs: 10\nepochs_by_train_blur: {30: 20, 'mix:0/5': 12}\n")
+    cfg = SweepConfig.from_yaml(spec)
+    assert [cfg.trial_config("basic", b, 0).epochs for b in cfg.train_blur] == [10, 20, 12]
+    assert cfg.epochs_text() == "10 (train blur 30: 20, train blur mix 0/5: 12)"
+    # the sweep file is JSON (keys become strings): read back, the same budgets
+    import json
+
+    again = SweepConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again.epochs_by_train_blur == {30: 20, "mix:0/5": 12} and again.to_dict() == cfg.to_dict()
+    # a row of the preset left out by --blur is fine; a bad budget names the entry
+    assert cfg.replace(train_blur="0").epochs_text() == "10"
+    for text, message in (("{30: 0}", r"epochs_by_train_blur\[30\]: must be >= 1, got 0"),
+                          ("{x: 5}", "epochs_by_train_blur: 'x' is not a number"),
+                          ("[30, 20]", "epochs_by_train_blur: expected a mapping of train level to epochs")):
+        spec.write_text(f"epochs_by_train_blur: {text}\n")
+        with pytest.raises(UserError, match=message):
+            SweepConfig.from_yaml(spec)
+
+
 def test_sweep_yaml_unknown_key_and_wrong_type(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nepoch: 3\n")

@@ -118,7 +118,7 @@ def _error(capsys, argv) -> str:
 
 
 @pytest.mark.parametrize("section, field, value, shown", [
-    ("config", "epochs", 5, "epochs (3 vs 5)"),
+    ("config", "batch_size", 64, "batch_size (128 vs 64)"),
     ("config", "lr_schedule", "cosine", "lr_schedule ('constant' vs 'cosine')"),
     ("config", "test_blur", [0, 5, 20], "test levels (0, 5, 10 vs 0, 5, 20)"),
     ("config", "blur_kind", "gaussian", "blur kind ('box' vs 'gaussian')"),
@@ -133,6 +133,61 @@ def test_merge_refuses_another_dataset_or_recipe(tmp_path, capsys, section, fiel
     (b / "hwclf-sweep.json").write_text(json.dumps(doc))
     err = _error(capsys, ["report", str(a), str(b), "--out", str(tmp_path / "m")])
     assert f"merge: {a} and {b} differ in {shown}" in err
+
+
+def _train_row_for(sweep: Path, row: int, epochs: int, archs=KNOWN_ARCHS) -> None:
+    """As if the row's trials of `archs` had been configured for `epochs` (a row's own budget)."""
+    for arch in archs:
+        for path in [*sweep.glob(f"{arch}-b{row}-s*/params.json"),
+                     *sweep.glob(f"{arch}-b{row}-s*/checkpoint_*/evaluation.json")]:
+            doc = json.loads(path.read_text())
+            (doc.get("config") or doc)["epochs"] = epochs
+            path.write_text(json.dumps(doc))
+
+
+def test_a_row_with_its_own_budget_merges_and_the_report_says_so(tmp_path, fast_figures):
+    whole = make_known(tmp_path / "whole")
+    _train_row_for(whole, 5, 6)
+    a = _half(whole, tmp_path / "a", KNOWN_ARCHS[:2])
+    b = _half(whole, tmp_path / "b", KNOWN_ARCHS[2:])
+    out = write_report([str(a), str(b)], str(tmp_path / "merged"), quiet=True).parent
+    md = (out / "report.md").read_text()
+    assert "| epochs | 3 |" in md and "| epochs | 3 |\n| epochs_by_train_blur | train blur 5: 6 |" in md
+
+
+def test_merge_refuses_one_row_trained_for_two_budgets(tmp_path, capsys):
+    whole = make_known(tmp_path / "whole")
+    a = _half(whole, tmp_path / "a", KNOWN_ARCHS[:2])
+    b = _half(whole, tmp_path / "b", KNOWN_ARCHS[2:])
+    _train_row_for(b, 5, 6)
+    err = _error(capsys, ["report", str(a), str(b), "--out", str(tmp_path / "m")])
+    assert f"merge: train blur 5 was trained for 3 epochs in {a} (" in err and f"and 6 in {b} (" in err
+    assert "hwclf export SOURCE --out DIR --train-blur LEVELS" in err
+
+
+def test_a_row_rerun_with_more_epochs_replaces_the_old_one(tmp_path, capsys, fast_figures):
+    """The old row leaves the record set (export --train-blur); the rerun row merges in its place."""
+    whole = make_known(tmp_path / "whole")
+    assert main(["export", str(whole), "--out", str(tmp_path / "rec")]) == 0
+    rerun = make_known(tmp_path / "rerun")
+    _train_row_for(rerun, 5, 6)
+    capsys.readouterr()
+    err = _error(capsys, ["report", str(tmp_path / "rec"), str(rerun), "--out", str(tmp_path / "m")])
+    assert "train blur 5 was trained for 3 epochs" in err
+    assert main(["export", str(tmp_path / "rec"), "--out", str(tmp_path / "rows0"), "--train-blur", "0"]) == 0
+    assert "complete trials" in capsys.readouterr().out
+    rows5 = tmp_path / "rows5"
+    assert main(["export", str(rerun), "--out", str(rows5), "--train-blur", "5"]) == 0
+    out = write_report([str(tmp_path / "rows0"), str(rows5)], str(tmp_path / "merged"), quiet=True).parent
+    trials = pd.read_csv(out / "trials.csv")
+    assert sorted(set(trials["train_blur"])) == [0, 5] and (trials["status"] == "complete").all()
+    md = (out / "report.md").read_text()
+    assert f"A subset of {tmp_path / 'rec'}: its rows at train blur 5 (" in md and "were left out" in md
+    # bad levels and a record set without --train-blur are one line
+    err = _error(capsys, ["export", str(tmp_path / "rec"), "--out", str(tmp_path / "x"), "--train-blur", "7"])
+    assert "--train-blur: 7 not in" in err and "its rows: 0, 5" in err
+    err = _error(capsys, ["export", str(tmp_path / "rec"), "--train-blur", "0"])
+    assert "give --out DIR" in err
 
 
 def test_merge_refuses_one_trial_with_two_results(tmp_path, capsys):

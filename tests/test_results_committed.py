@@ -48,11 +48,12 @@ def test_config_readme_and_fingerprint(study):
     recorded, current = sweep["config"], json.loads(json.dumps(cfg.to_dict()))
     # Keys added to the config after a study ran take their defaults, which reproduce that study:
     # precision float32 (the only precision then), reuse_actors (results bit-identical either way, tested),
-    # the constant learning rate without warm-up (the only schedule then)
+    # the constant learning rate without warm-up (the only schedule then), no row with its own epochs
     added = set(current) - set(recorded)
-    assert added <= {"precision", "reuse_actors", "lr_schedule", "warmup_fraction"}
+    assert added <= {"precision", "reuse_actors", "lr_schedule", "warmup_fraction", "epochs_by_train_blur"}
     assert {k: current[k] for k in added} == {k: v for k, v in {"precision": "float32", "lr_schedule": "constant",
-                                               "warmup_fraction": 0.0, "reuse_actors": current["reuse_actors"]}.items()
+                                               "warmup_fraction": 0.0, "reuse_actors": current["reuse_actors"],
+                                               "epochs_by_train_blur": {}}.items()
                                                if k in added}
     assert {k: current[k] for k in recorded} == recorded, "sweep.yaml must be the config the sweep ran with"
     readme = (d / "README.md").read_text()

@@ -50,13 +50,25 @@ def result_lines(trial: Path) -> list[dict]:
 
 
 def test_demo_sweep_runs_every_cell_and_writes_the_report(tmp_path):
-    proc = run_driver(tiny(tmp_path, "grid", "--blur", "0,3", "--seeds", "0,1"))
+    # the demo preset with a row of its own budget (train blur 3: 3 epochs, the rest 2)
+    import yaml
+
+    spec = yaml.safe_load((REPO / "sweep" / "configs" / "demo.yaml").read_text())
+    spec.update(epochs=2, epochs_by_train_blur={3: 3})
+    (tmp_path / "rows.yaml").write_text(yaml.safe_dump(spec))
+    args = tiny(tmp_path, "grid", "--blur", "0,3", "--seeds", "0,1")
+    del args[args.index("--epochs"):args.index("--epochs") + 2]
+    args[args.index("--preset"):args.index("--preset") + 2] = ["--config", str(tmp_path / "rows.yaml")]
+    proc = run_driver(args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 (train blur 3: 3) epochs each" in proc.stdout
     exp = tmp_path / "grid"
     evals = evaluations(exp)
     cells = sorted((e["config"]["arch"], e["config"]["blur"], e["config"]["seed"]) for e in evals.values())
     assert cells == [("basic", 0, 0), ("basic", 0, 1), ("basic", 3, 0), ("basic", 3, 1)]
-    assert all(len(e["history"]) == 2 and e["epochs_run"] == 2 for e in evals.values())
+    for e in evals.values():
+        epochs = 3 if e["config"]["blur"] == 3 else 2
+        assert e["config"]["epochs"] == epochs and len(e["history"]) == e["epochs_run"] == epochs
     sweep = json.loads((exp / "hwclf-sweep.json").read_text())
     assert sweep["finished_at"] and sweep["trials_complete"] == 4 and len(sweep["grid"]) == 4
     assert (exp / "samples.png").stat().st_size > 1000

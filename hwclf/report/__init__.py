@@ -19,7 +19,7 @@ from pathlib import Path
 from hwclf.errors import UserError
 from hwclf.io import atomic_write_bytes, is_uri
 from hwclf.report.load import (COMPLETE, FAILED, INCOMPLETE, MISSING, RECORDS_DIR, Experiment, TrialRecord,
-                               load_experiment)
+                               fmt_blur, load_experiment)
 from hwclf.report.merge import load_study
 from hwclf.report.records import RECORDS_FILE, default_records_dir, write_records
 from hwclf.report.tables import tidy_table
@@ -186,12 +186,48 @@ def write_report(experiment, out: str | None = None, *, quiet: bool = False, rec
     return out_dir / "report.html"
 
 
-def export(experiment: str, out: str | None = None) -> tuple:
-    """``hwclf export``: records of a raw sweep directory; returns (file, Experiment)."""
+def export(experiment: str, out: str | None = None, train_blur: str | None = None) -> tuple:
+    """``hwclf export``: records of a raw sweep directory, or (with ``train_blur``) of only those rows of a raw
+    sweep or record set; returns (file, Experiment)."""
     if out is not None and is_uri(out):
         raise UserError(f"--out {out}: is a URI; records are written to a local directory")
     exp = load_experiment(str(experiment))
-    if exp.kind != "raw":
+    if train_blur is not None:
+        exp = keep_rows(exp, train_blur)
+    elif exp.kind != "raw":
         raise UserError(f"{experiment}: is already a record set; export reads a raw sweep directory "
-                        f"(<storage>/<name>/ with its trial directories)")
+                        f"(<storage>/<name>/ with its trial directories), or keeps some rows of a record set "
+                        f"with --train-blur LEVELS")
+    if out is None and exp.kind != "raw":
+        raise UserError(f"{experiment}: is a record set; give --out DIR for the subset")
     return write_records(exp, Path(out) if out is not None else default_records_dir(str(experiment))), exp
+
+
+def keep_rows(exp: Experiment, train_blur: str) -> Experiment:
+    """Only the rows trained at `train_blur` (e.g. to replace a row rerun with a larger budget). The subset
+    says what it left out (``sweep["subset"]``), and every report of it shows that note."""
+    import copy
+    import dataclasses
+
+    from hwclf import mixture
+
+    integer = str(exp.config.get("blur_kind") or "box") == "box"
+    keep = list(dict.fromkeys(mixture.parse_train_blurs(train_blur, "--train-blur", integer)))
+    unknown = [b for b in keep if b not in exp.train_blurs]
+    if unknown:
+        raise UserError(f"--train-blur: {', '.join(fmt_blur(b) for b in unknown)} not in {exp.location}; its rows: "
+                        f"{', '.join(fmt_blur(b) for b in exp.train_blurs)}")
+    keep = [b for b in exp.train_blurs if b in keep]
+    dropped = [b for b in exp.train_blurs if b not in keep]
+    sweep = copy.deepcopy(exp.sweep)
+    config = sweep.setdefault("config", {})
+    config["train_blur"] = keep
+    sweep["grid"] = [{"arch": a, "blur": b, "seed": s} for a, b, s in exp.grid if b in keep]
+    left_out = [t for t in exp.trials if t.train_blur in dropped and t.status != MISSING]
+    earlier = sweep.get("subset") or {}
+    sweep["subset"] = {"of": earlier.get("of") or exp.location,
+                       "left_out_train_blur": [*(earlier.get("left_out_train_blur") or []), *dropped],
+                       "left_out_trials": int(earlier.get("left_out_trials") or 0) + len(left_out)}
+    trials = [t for t in exp.trials if t.train_blur in keep]
+    return dataclasses.replace(exp, sweep=sweep, has_sweep_file=True, grid=[c for c in exp.grid if c[1] in keep],
+                               trials=trials, statuses={t.cell: t.status for t in trials}, train_blurs=keep)

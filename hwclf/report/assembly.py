@@ -124,6 +124,11 @@ def assemble(src: Source, *, require_complete: bool = True) -> Experiment:
     """The grid, one record per grid cell (missing cells included), levels, dataset and classes of a Source."""
     location, sweep, has_sweep_file, trial_raws = src.location, src.sweep, src.has_sweep_file, src.raws
     notes = list(src.notes)
+    subset = (sweep or {}).get("subset")
+    if isinstance(subset, dict) and subset.get("left_out_train_blur"):
+        notes.append(f"A subset of {subset.get('of')}: its rows at train blur "
+                     f"{', '.join(fmt_blur(b) for b in subset['left_out_train_blur'])} "
+                     f"({subset.get('left_out_trials')} trials) were left out (hwclf export --train-blur).")
     writers = _Writers()
     records = []
     for r in trial_raws:

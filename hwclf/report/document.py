@@ -87,6 +87,13 @@ def summary_blocks(exp: Experiment, summary: pd.DataFrame) -> list:
 
 # --- sections --------------------------------------------------------------------------------------------
 
+def _row_epochs(v) -> str:
+    """{"30": 20} -> "train blur 30: 20" (a row's own budget); none -> "(every row: epochs)"."""
+    if not isinstance(v, dict) or not v:
+        return "(none: every row trains for epochs)"
+    return ", ".join(f"train blur {fmt_blur(k)}: {n}" for k, n in v.items())
+
+
 def _value(v) -> str:
     if v is None:
         return DASH
@@ -119,8 +126,8 @@ def what_was_run(exp: Experiment, res: Results) -> list:
 
     blocks.append(Heading(3, "Configuration"))
     if cfg:
-        blocks.append(Table(["Key", "Value"], [[k, _value(v)] for k, v in cfg.items()],
-                            f"config of {SWEEP_FILE}"))
+        rows = [[k, _row_epochs(v) if k == "epochs_by_train_blur" else _value(v)] for k, v in cfg.items()]
+        blocks.append(Table(["Key", "Value"], rows, f"config of {SWEEP_FILE}"))
     else:
         first = next((t for t in exp.trials if t.status == COMPLETE), None)
         tcfg = ((first.evaluation or {}).get("config") if first else None) or (first.params if first else None) or {}

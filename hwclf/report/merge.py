@@ -1,7 +1,8 @@
 """Several sweeps or record sets read as one study (``hwclf report A B ... --out DIR``).
 
 Sweeps merge only when they measured the same thing: the same data (fingerprint), blur kind, test levels and
-training recipe. Otherwise the pooled means would mix two experiments, so the merge is refused with one line
+training recipe. The budget is compared per row (train blur level): a row may have its own epochs
+(``epochs_by_train_blur``), but all of a row's cells, from whichever source, must share one. Otherwise the pooled means would mix two experiments, so the merge is refused with one line
 that names both sources and the difference. The merged grid is the union of the sources' cells; a cell found
 in two sources must hold identical results (the same trial exported twice), never two different runs.
 """
@@ -16,7 +17,8 @@ from hwclf.report.load import (COMPLETE, MISSING, SWEEP_FILE, Experiment, Source
                                num, read_source)
 
 # Keys of the training recipe, with the value a sweep recorded before the key existed (the only one then).
-RECIPE = {"epochs": None, "batch_size": None, "learning_rate": None, "lr_schedule": "constant",
+# Epochs are compared per row instead (`_check_row_budgets`).
+RECIPE = {"batch_size": None, "learning_rate": None, "lr_schedule": "constant",
           "warmup_fraction": 0.0, "per_class": None, "val_fraction": None, "eval_weights": None,
           "precision": "float32", "se_ratio": None}
 
@@ -55,6 +57,33 @@ def _check_compatible(a: Experiment, b: Experiment) -> None:
                             "study (same data, blur kind, test levels and training recipe) can be merged")
 
 
+def _configured_epochs(t) -> int | None:
+    for cfg in ((t.evaluation or {}).get("config"), t.params):
+        if isinstance(cfg, dict) and isinstance(cfg.get("epochs"), int):
+            return cfg["epochs"]
+    return None
+
+
+def row_budgets(exps: list) -> dict:
+    """train blur -> epochs over the sources' trials; raises when one row was trained for two budgets."""
+    seen: dict = {}  # row -> (epochs, location, trial)
+    for e in exps:
+        for t in e.trials:
+            epochs = _configured_epochs(t) if t.status != MISSING else None
+            if epochs is None:
+                continue
+            if t.train_blur not in seen:
+                seen[t.train_blur] = (epochs, e.location, t.trial)
+                continue
+            other, where, trial = seen[t.train_blur]
+            if other != epochs:
+                raise UserError(
+                    f"merge: train blur {fmt_blur(t.train_blur)} was trained for {other} epochs in {where} ({trial}) "
+                    f"and {epochs} in {e.location} ({t.trial}); a row's cells must share one budget. Keep one of "
+                    f"them, e.g. drop the row from a record set: hwclf export SOURCE --out DIR --train-blur LEVELS")
+    return {row: v[0] for row, v in seen.items()}
+
+
 def _canonical(raw: dict) -> str:
     return json.dumps(raw.get("evaluation"), sort_keys=True, default=str)
 
@@ -68,6 +97,7 @@ def load_study(paths: list, *, require_complete: bool = True) -> Experiment:
     exps = [assemble(s, require_complete=False) for s in sources]
     for e in exps[1:]:
         _check_compatible(exps[0], e)
+    row_budgets(exps)
     return assemble(_merged_source(sources, exps), require_complete=require_complete)
 
 
@@ -103,6 +133,15 @@ def _merged_source(sources: list, exps: list) -> Source:
     name = names[0] if len(names) == 1 else "+".join(names)
     config = dict(first.config or _trial_config(first))
     config.update(name=name, archs=archs, train_blur=train_blurs, seeds=seeds)
+    budgets = row_budgets(exps)
+    if budgets:  # the budgets the merged cells were trained with, not the first source's default
+        counts = [list(budgets.values()).count(v) for v in budgets.values()]
+        common = list(budgets.values())[counts.index(max(counts))]
+        by_row = {r: budgets[r] for r in blur_sorted(budgets) if budgets[r] != common}
+        config = {k: v for k, v in config.items() if k != "epochs_by_train_blur"}
+        at = list(config).index("epochs") + 1 if "epochs" in config else len(config)
+        items = list(config.items())
+        config = dict(items[:at] + [("epochs", common), ("epochs_by_train_blur", by_row)] + items[at:])
     sweep = {"schema": "hwclf.sweep/1", "config": config,
              "grid": [{"arch": a, "blur": b, "seed": s} for a, b, s in grid],
              "dataset": dict(first.dataset), "environment": first.sweep.get("environment") or {}}
