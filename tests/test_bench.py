@@ -104,7 +104,9 @@ def test_quick_bench_writes_every_part_with_sane_numbers(tmp_path, capsys):
     for r in pack["rows"]:
         assert len(r["per_slot_images_per_s"]) == r["slots"] and all(v > 0 for v in r["per_slot_images_per_s"])
         assert r["images_per_s"] == pytest.approx(sum(r["per_slot_images_per_s"]))
-        assert r["overlap_fraction"] > 0.5  # the workers trained at the same time, not one after another
+        # the workers trained at the same time, not one after another (that gives an overlap <= 0); how much
+        # they overlap depends on the machine: 0.32 beside a study run, where one worker was starved for a while
+        assert r["overlap_fraction"] > 0
     assert pack["throughput_stops_growing_after"]["32"] in (1, 2) and "Trials side by side" in printed.out
     for name in ("matmul", "models", "blur", "naive"):  # how much of the CPU others took, per part
         cpu = parts[name]["cpu"]
