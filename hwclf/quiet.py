@@ -44,3 +44,30 @@ def quiet_tensorflow_import(level: str = "3") -> None:
         kept = [line for line in caught.read().decode(errors="replace").splitlines() if not NOISE.match(line)]
     if kept:
         print("\n".join(kept), file=sys.stderr, flush=True)
+
+
+def drop_sigterm_tracebacks(lines: list) -> list:
+    """A worker's output without the traceback of Ray stopping it.
+
+    Ray's worker answers SIGTERM (sent when a sweep ends and its workers are stopped) by raising SystemExit
+    from its signal handler. Where the signal lands inside a finaliser (a weakref callback), Python prints
+    that exception as "Exception ignored in ... Traceback ... SystemExit: 1": not an error of the trial, and
+    the sweep's results are complete. Only a block that passes through Ray's ``sigterm_handler`` and ends
+    in SystemExit is dropped; every other traceback is kept."""
+    out, block = [], None
+    for line in lines:
+        if block is None:
+            if line.startswith(("Exception ignored in", "Traceback (most recent call last)")):
+                block = [line]
+            else:
+                out.append(line)
+            continue
+        block.append(line)
+        if line.startswith("SystemExit"):
+            if not any("in sigterm_handler" in b for b in block):
+                out.extend(block)
+            block = None
+        elif line.strip() and not line.startswith((" ", "\t", "Traceback", "Exception ignored")):
+            out.extend(block)  # another exception's last line: a real error
+            block = None
+    return out + (block or [])

@@ -151,6 +151,8 @@ def connect_ray(address: str | None, num_cpus: int | None, verbose: bool = False
 
     if ray.is_initialized():
         return "already connected"
+    if not verbose:
+        quiet_worker_shutdown()
     quiet = {"log_to_driver": True, "configure_logging": True, "logging_level": "info" if verbose else "warning"}
     local = {"num_cpus": num_cpus, "include_dashboard": False, **quiet}
     if address == "local":
@@ -252,6 +254,31 @@ def check_fresh_start(exp_path: str, args) -> None:
         return
     raise UserError(f"{exp_path} already holds a sweep: --resume to finish it, --fresh to delete it and start "
                     f"over, or --name NEW for another")
+
+
+def quiet_worker_shutdown() -> None:
+    """Workers' output reaches this console without the traceback Ray's SIGTERM handler can leave when a
+    sweep ends (hwclf.quiet.drop_sigterm_tracebacks). Wraps the function Ray prints worker lines with; where
+    a Ray version lacks it, nothing changes (the lines still print)."""
+    import ray._private.worker as ray_worker
+
+    from hwclf.quiet import drop_sigterm_tracebacks
+
+    original = getattr(ray_worker, "print_worker_logs", None)
+    if original is None or getattr(original, "hwclf_filtered", False):
+        return
+
+    def print_worker_logs(data, print_file, *args, **kwargs):
+        lines = data.get("lines") if isinstance(data, dict) else None
+        if lines:
+            kept = drop_sigterm_tracebacks(list(lines))
+            if not kept:
+                return None
+            data = {**data, "lines": kept}
+        return original(data, print_file, *args, **kwargs)
+
+    print_worker_logs.hwclf_filtered = True
+    ray_worker.print_worker_logs = print_worker_logs
 
 
 def quiet_console() -> None:

@@ -81,3 +81,48 @@ def test_tiny_sweep_console_is_quiet_and_shows_progress(tmp_path):
     assert len(done) == 2 and all("elapsed, " in line for line in done), done
     assert "ETA " in done[0] and done[1].endswith("elapsed, done")
     assert "2/2 trials complete, 0 failed" in proc.stdout
+
+
+# What a CI run printed when Ray stopped a worker at the end of a resumed sweep (2026-12-06), prefix removed
+SIGTERM_BLOCK = ["Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7f3c2a1b8e00>",
+                 "Traceback (most recent call last):",
+                 '  File "/usr/lib/python3.11/_weakrefset.py", line 39, in _remove',
+                 "    def _remove(item, selfref=ref(self)):", "",
+                 '  File "/x/site-packages/ray/_private/worker.py", line 1063, in sigterm_handler',
+                 "    raise_sys_exit_with_custom_error_message(",
+                 '  File "python/ray/_raylet.pyx", line 712, in ray._raylet.raise_sys_exit_with_custom_error_message',
+                 "SystemExit: 1"]
+REAL_ERROR = ["Traceback (most recent call last):", '  File "/x/hwclf/trial.py", line 12, in run_trial',
+              "    model.fit(x)", "ValueError: loss became NaN at epoch 2"]
+
+
+def test_the_traceback_of_ray_stopping_a_worker_is_dropped_and_real_errors_are_kept():
+    from hwclf.quiet import drop_sigterm_tracebacks
+
+    assert drop_sigterm_tracebacks(["epoch 3 done", *SIGTERM_BLOCK, "bye"]) == ["epoch 3 done", "bye"]
+    assert drop_sigterm_tracebacks(REAL_ERROR + SIGTERM_BLOCK) == REAL_ERROR
+    # SystemExit raised anywhere else (a trial calling sys.exit) is the trial's business: kept
+    own_exit = ["Traceback (most recent call last):", '  File "/x/train.py", line 3, in main', "    sys.exit(3)",
+                "SystemExit: 3"]
+    assert drop_sigterm_tracebacks(own_exit) == own_exit
+    assert drop_sigterm_tracebacks(SIGTERM_BLOCK[:3]) == SIGTERM_BLOCK[:3]  # cut short: not known to be noise
+
+
+def test_the_driver_prints_worker_lines_through_the_filter(capsys):
+    import ray._private.worker as ray_worker
+
+    from sweep.run import quiet_worker_shutdown
+
+    before = ray_worker.print_worker_logs
+    try:
+        quiet_worker_shutdown()
+        quiet_worker_shutdown()  # once only
+        assert ray_worker.print_worker_logs.hwclf_filtered and ray_worker.print_worker_logs is not before
+        data = {"pid": 16309, "ip": "127.0.0.1", "task_name": "train_one", "is_err": True,
+                "lines": ["clean test 91.9%", *SIGTERM_BLOCK]}
+        ray_worker.print_worker_logs(data, __import__("sys").stderr)
+        ray_worker.print_worker_logs({**data, "lines": SIGTERM_BLOCK}, __import__("sys").stderr)
+    finally:
+        ray_worker.print_worker_logs = before
+    err = capsys.readouterr().err
+    assert "clean test 91.9%" in err and "SystemExit" not in err and "Traceback" not in err
