@@ -191,7 +191,7 @@ def param_space(cfg: SweepConfig) -> dict:
                  "seed": tune.grid_search(list(cfg.seeds))})
     if cfg.epochs_by_train_blur:  # each cell its row's budget, resolved after the grid (Tune's conditional spaces)
         row_epochs, default = dict(cfg.epochs_by_train_blur), cfg.epochs
-        base["epochs"] = tune.sample_from(lambda spec: row_epochs.get(spec.config.blur, default))
+        base["epochs"] = tune.sample_from(lambda config: row_epochs.get(config["blur"], default))
     return base
 
 

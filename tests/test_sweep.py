@@ -66,7 +66,7 @@ def test_demo_sweep_runs_every_cell_and_writes_the_report(tmp_path):
     # the demo preset with a row of its own budget (train blur 3: 3 epochs, the rest 2)
     proc = run_driver(with_row_budgets(tmp_path, tiny(tmp_path, "grid", "--blur", "0,3", "--seeds", "0,1"), 2, {3: 3}))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "2 (train blur 3: 3) epochs each" in proc.stdout
+    assert "2 (train blur 3: 3) epochs each" in proc.stdout and "deprecated" not in proc.stdout + proc.stderr
     exp = tmp_path / "grid"
     evals = evaluations(exp)
     cells = sorted((e["config"]["arch"], e["config"]["blur"], e["config"]["seed"]) for e in evals.values())
