@@ -457,3 +457,24 @@ def test_reference_numbers_from_the_config_are_shown_beside_ours(tmp_path, fast_
 def test_no_reference_no_section(known):
     _, out = known
     assert not (out / "reference.csv").exists() and "Reference comparison" not in (out / "report.md").read_text()
+
+
+def test_a_heatmap_cell_on_fewer_seeds_than_planned_says_so():
+    from hwclf.report.figures import heatmap_cell_label
+
+    assert heatmap_cell_label(73.14, 3, 3) == "73.1"
+    assert heatmap_cell_label(73.14, 1, 3) == "73.1\nn=1"  # one seed must not read like a mean of three
+    assert heatmap_cell_label(float("nan"), 0, 3) == "—"
+
+
+def test_heatmaps_of_a_partial_study_render(known):
+    """The real figure code on a grid with a cell resting on one seed."""
+    from hwclf.report import figures
+    from hwclf.report.load import load_experiment
+    from hwclf.report.tables import matrix_table
+
+    exp = load_experiment(str(known[0]))
+    matrix = matrix_table(exp)
+    matrix.loc[matrix.index[0], "n"] = 1
+    png = figures.heatmaps_figure(exp, matrix)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

@@ -122,6 +122,17 @@ def curves_figure(exp: Experiment, matrix: pd.DataFrame, metric: str = "accuracy
         return to_png(fig)
 
 
+def heatmap_cell_label(mean_pct: float, n, planned: int) -> str:
+    """A cell's text: its mean, and under it how many seeds it rests on when fewer than planned (a mean of
+    one seed must not read like a mean of three)."""
+    if not np.isfinite(mean_pct):
+        return "—"
+    text = f"{mean_pct:.1f}"
+    if n is not None and np.isfinite(n) and int(n) < planned:
+        text += f"\nn={int(n)}"
+    return text
+
+
 def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
     """Train blur x test blur mean accuracy, one panel per architecture, one colour scale for all."""
     look = lookup(matrix)
@@ -141,17 +152,21 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(ncols * (nk * cell_w + 1.2) + 1.2, nrows * (nb * 0.5 + 1.5) + 0.7), layout="constrained")
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-        im = None
+        im, partial = None, False
         for ax, arch in zip(axes, exp.archs):
             m = np.array([[look.get((arch, b, k), {"mean": np.nan})["mean"] for k in exp.test_blurs]
                           for b in exp.train_blurs], dtype=float) * 100
+            counts = np.array([[look.get((arch, b, k), {"n": np.nan}).get("n", np.nan) for k in exp.test_blurs]
+                               for b in exp.train_blurs], dtype=float)
             im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, norm=norm, aspect="auto")
             for i in range(nb):
                 for j in range(nk):
                     v = m[i, j]
-                    txt = f"{v:.1f}" if np.isfinite(v) else "—"
+                    txt = heatmap_cell_label(v, counts[i, j], len(exp.seeds))
+                    partial = partial or "n=" in txt
                     dark = np.isfinite(v) and norm(v) < 0.55
-                    ax.text(j, i, txt, ha="center", va="center", fontsize=8.5, color="white" if dark else "black")
+                    ax.text(j, i, txt, ha="center", va="center", fontsize=8.5 if "\n" not in txt else 7.5,
+                            color="white" if dark else "black")
             ax.set_xticks(range(nk), [fmt_blur(k) for k in exp.test_blurs])
             ax.set_yticks(range(nb), [fmt_blur(b) for b in exp.train_blurs])
             ax.set_xlabel("test blur")
@@ -164,7 +179,8 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
         if im is not None:
             fig.colorbar(im, ax=list(axes[:n]), label="test accuracy (%)", shrink=0.8)
         fig.suptitle(f"{exp.dataset_name}: mean test accuracy (%) over seeds, train blur × test blur "
-                     f"({exp.blur_kind} blur)")
+                     f"({exp.blur_kind} blur)"
+                     + (f"; n=k: a cell resting on k of {len(exp.seeds)} seeds" if partial else ""))
         return to_png(fig)
 
 
