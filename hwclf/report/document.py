@@ -88,7 +88,7 @@ def summary_blocks(exp: Experiment, summary: pd.DataFrame) -> list:
 # --- sections --------------------------------------------------------------------------------------------
 
 def _row_epochs(v) -> str:
-    """{"30": 20} -> "train blur 30: 20" (a row's own budget); none -> "(every row: epochs)"."""
+    """{"30": 20} -> "train blur 30: 20" (a row's own budget); none -> a sentence saying every row has `epochs`."""
     if not isinstance(v, dict) or not v:
         return "(none: every row trains for epochs)"
     return ", ".join(f"train blur {fmt_blur(k)}: {n}" for k, n in v.items())

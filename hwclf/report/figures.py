@@ -158,12 +158,12 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
                           for b in exp.train_blurs], dtype=float) * 100
             counts = np.array([[look.get((arch, b, k), {"n": np.nan}).get("n", np.nan) for k in exp.test_blurs]
                                for b in exp.train_blurs], dtype=float)
+            partial = partial or bool(np.any(np.isfinite(m) & (counts < len(exp.seeds))))
             im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, norm=norm, aspect="auto")
             for i in range(nb):
                 for j in range(nk):
                     v = m[i, j]
                     txt = heatmap_cell_label(v, counts[i, j], len(exp.seeds))
-                    partial = partial or "n=" in txt
                     dark = np.isfinite(v) and norm(v) < 0.55
                     ax.text(j, i, txt, ha="center", va="center", fontsize=8.5 if "\n" not in txt else 7.5,
                             color="white" if dark else "black")

@@ -1,15 +1,16 @@
 """Several sweeps or record sets read as one study (``hwclf report A B ... --out DIR``).
 
 Sweeps merge only when they measured the same thing: the same data (fingerprint), blur kind, test levels and
-training recipe. The budget is compared per row (train blur level): a row may have its own epochs
-(``epochs_by_train_blur``), but all of a row's cells, from whichever source, must share one. Otherwise the pooled means would mix two experiments, so the merge is refused with one line
-that names both sources and the difference. The merged grid is the union of the sources' cells; a cell found
+training recipe; epochs are compared per row (train blur level): a row may have its own (``epochs_by_train_blur``),
+but all of a row's cells, from whichever source, must share one. Otherwise the pooled means would mix two
+experiments, so the merge is refused with one line that names both sources and the difference. The merged grid is the union of the sources' cells; a cell found
 in two sources must hold identical results (the same trial exported twice), never two different runs.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from hwclf import mixture
 from hwclf.errors import UserError
@@ -17,7 +18,7 @@ from hwclf.report.load import (COMPLETE, MISSING, SWEEP_FILE, Experiment, Source
                                num, read_source)
 
 # Keys of the training recipe, with the value a sweep recorded before the key existed (the only one then).
-# Epochs are compared per row instead (`_check_row_budgets`).
+# Epochs are compared per row instead (`row_budgets`).
 RECIPE = {"batch_size": None, "learning_rate": None, "lr_schedule": "constant",
           "warmup_fraction": 0.0, "per_class": None, "val_fraction": None, "eval_weights": None,
           "precision": "float32", "se_ratio": None}
@@ -97,11 +98,10 @@ def load_study(paths: list, *, require_complete: bool = True) -> Experiment:
     exps = [assemble(s, require_complete=False) for s in sources]
     for e in exps[1:]:
         _check_compatible(exps[0], e)
-    row_budgets(exps)
-    return assemble(_merged_source(sources, exps), require_complete=require_complete)
+    return assemble(_merged_source(sources, exps, row_budgets(exps)), require_complete=require_complete)
 
 
-def _merged_source(sources: list, exps: list) -> Source:
+def _merged_source(sources: list, exps: list, budgets: dict) -> Source:
     notes, chosen = [], {}  # cell -> (source index, raw)
     for i, (src, exp) in enumerate(zip(sources, exps)):
         by_name = {r["name"]: r for r in src.raws}
@@ -133,15 +133,17 @@ def _merged_source(sources: list, exps: list) -> Source:
     name = names[0] if len(names) == 1 else "+".join(names)
     config = dict(first.config or _trial_config(first))
     config.update(name=name, archs=archs, train_blur=train_blurs, seeds=seeds)
-    budgets = row_budgets(exps)
     if budgets:  # the budgets the merged cells were trained with, not the first source's default
-        counts = [list(budgets.values()).count(v) for v in budgets.values()]
-        common = list(budgets.values())[counts.index(max(counts))]
+        common = Counter(budgets.values()).most_common(1)[0][0]
         by_row = {r: budgets[r] for r in blur_sorted(budgets) if budgets[r] != common}
-        config = {k: v for k, v in config.items() if k != "epochs_by_train_blur"}
-        at = list(config).index("epochs") + 1 if "epochs" in config else len(config)
-        items = list(config.items())
-        config = dict(items[:at] + [("epochs", common), ("epochs_by_train_blur", by_row)] + items[at:])
+        config.pop("epochs_by_train_blur", None)
+        config.setdefault("epochs", common)
+        ordered = {}  # the row budgets right after `epochs`, where a reader looks for them
+        for key, value in config.items():
+            ordered[key] = value
+            if key == "epochs":
+                ordered.update(epochs=common, epochs_by_train_blur=by_row)
+        config = ordered
     sweep = {"schema": "hwclf.sweep/1", "config": config,
              "grid": [{"arch": a, "blur": b, "seed": s} for a, b, s in grid],
              "dataset": dict(first.dataset), "environment": first.sweep.get("environment") or {}}
