@@ -467,6 +467,20 @@ def test_a_heatmap_cell_on_fewer_seeds_than_planned_says_so():
     assert heatmap_cell_label(float("nan"), 0, 3) == "—"
 
 
+def test_a_mixture_never_shares_the_blur_levels_colour_scale():
+    """Learning curves: a mixture row must not read as one more blur level (it sat beside k = 30 in green)."""
+    from matplotlib.colors import to_rgba
+
+    from hwclf.report.figures import train_blur_styles
+
+    styles = train_blur_styles([0, 5, 10, 20, 30, "mix:0/5/10", "mix:0/20"])
+    level_colours = {to_rgba(styles[b]["color"]) for b in (0, 5, 10, 20, 30)}
+    assert len(level_colours) == 5 and all(styles[b]["linestyle"] == "-" for b in (0, 5, 10, 20, 30))
+    for m in ("mix:0/5/10", "mix:0/20"):
+        assert styles[m]["linestyle"] == "--" and to_rgba(styles[m]["color"]) not in level_colours
+    assert to_rgba(styles["mix:0/5/10"]["color"]) != to_rgba(styles["mix:0/20"]["color"])
+
+
 def test_heatmaps_of_a_partial_study_render(known):
     """The real figure code on a grid with a cell resting on one seed."""
     from hwclf.report import figures

@@ -184,13 +184,25 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
         return to_png(fig)
 
 
+def train_blur_styles(blurs: list) -> dict:
+    """A line style per train blur: levels on one colour scale, mixtures dashed in colours off that scale,
+    so a mixture is never read as one more blur level."""
+    levels = [b for b in blurs if not mixture.is_mix(b)]
+    mixes = [b for b in blurs if mixture.is_mix(b)]
+    scale = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(levels), 1)))
+    off_scale = ["tab:red", "tab:orange", "tab:pink", "tab:brown"]
+    styles = {b: {"color": scale[i], "linestyle": "-"} for i, b in enumerate(levels)}
+    styles.update({m: {"color": off_scale[i % len(off_scale)], "linestyle": "--"} for i, m in enumerate(mixes)})
+    return styles
+
+
 def learning_curves_figure(exp: Experiment, curves: pd.DataFrame) -> bytes | None:
     """Validation accuracy and loss per epoch, mean over seeds with a ±1 std band, one line per train blur."""
     if curves is None or not len(curves):
         return None
     archs = [a for a in exp.archs if (curves["arch"] == a).any()]
     blurs = exp.train_blurs
-    colors = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(blurs), 1)))
+    styles = train_blur_styles(blurs)
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(11, 2.3 * len(archs) + 1.3), layout="constrained")
         axes = fig.subplots(len(archs), 2, sharex=True, squeeze=False)
@@ -199,7 +211,7 @@ def learning_curves_figure(exp: Experiment, curves: pd.DataFrame) -> bytes | Non
             for col, (metric, scale, ylabel) in enumerate((("val_accuracy", 100.0, "val accuracy (%)"),
                                                            ("val_loss", 1.0, "val loss"))):
                 ax = row[col]
-                for bi, b in enumerate(blurs):
+                for b in blurs:
                     g = curves[(curves["arch"] == arch) & (curves["train_blur"] == b)]
                     if not len(g):
                         continue
@@ -207,11 +219,12 @@ def learning_curves_figure(exp: Experiment, curves: pd.DataFrame) -> bytes | Non
                     x = stats.index.to_numpy(dtype=float)
                     y = stats["mean"].to_numpy() * scale
                     s = stats["std"].to_numpy() * scale
-                    (line,) = ax.plot(x, y, color=colors[bi], linewidth=1.5, marker="o" if len(x) < 4 else None,
+                    (line,) = ax.plot(x, y, **styles[b], linewidth=1.5, marker="o" if len(x) < 4 else None,
                                       markersize=3)
                     ok = np.isfinite(s) & (stats["count"].to_numpy() > 1)
                     if ok.any():
-                        ax.fill_between(x[ok], (y - s)[ok], (y + s)[ok], color=colors[bi], alpha=0.15, linewidth=0)
+                        ax.fill_between(x[ok], (y - s)[ok], (y + s)[ok], color=styles[b]["color"], alpha=0.15,
+                                        linewidth=0)
                     handles[f"train blur {fmt_blur(b)}"] = line
                 ax.set_ylabel(ylabel)
                 ax.set_title(f"{arch}: {ylabel.split(' (')[0]}", fontsize=10)
