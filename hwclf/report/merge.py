@@ -14,6 +14,7 @@ from collections import Counter
 
 from hwclf import mixture
 from hwclf.errors import UserError
+from hwclf.report.fmt import join_and
 from hwclf.report.load import (COMPLETE, MISSING, SWEEP_FILE, Experiment, Source, assemble, blur_sorted, fmt_blur,
                                num, read_source)
 
@@ -151,7 +152,7 @@ def _merged_source(sources: list, exps: list, budgets: dict) -> Source:
     for e in exps:
         env = e.sweep.get("environment") or {}
         c = e.counts()
-        source_lines.append(f"{e.location} ({e.kind}: {len(e.archs)} architectures, {c[COMPLETE]}/{len(e.grid)} "
+        source_lines.append(f"{e.location} ({e.kind}: {join_and(list(e.archs))}, {c[COMPLETE]}/{len(e.grid)} "
                             f"trials complete; git {env.get('git_commit') or 'unknown'}, host "
                             f"{env.get('host') or 'unknown'})")
     notes.insert(0, f"Merged from {len(exps)} sources: " + "; ".join(source_lines)
