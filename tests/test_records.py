@@ -99,8 +99,8 @@ def test_two_halves_split_by_architecture_merge_into_the_whole(tmp_path, fast_fi
     assert_same_report(whole_out, again)
     md = (again / "report.md").read_text()
     assert "Merged from 3 sources" in md
-    # each source says which architectures it holds, by name ("1 architectures" told nothing)
-    assert f"{a} (raw: basic and resnet, 12/12 trials complete;" in md  # the architectures by name
+    # each source names the architectures it holds ("1 architectures" told nothing)
+    assert f"{a} (raw: basic and resnet, 12/12 trials complete;" in md
     assert f"{b} (raw: mobilenet, 6/6 trials complete;" in md
 
 

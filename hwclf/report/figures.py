@@ -154,10 +154,9 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
         im, partial = None, False
         for ax, arch in zip(axes, exp.archs):
-            m = np.array([[look.get((arch, b, k), {"mean": np.nan})["mean"] for k in exp.test_blurs]
-                          for b in exp.train_blurs], dtype=float) * 100
-            counts = np.array([[look.get((arch, b, k), {"n": np.nan}).get("n", np.nan) for k in exp.test_blurs]
-                               for b in exp.train_blurs], dtype=float)
+            cells = [[look.get((arch, b, k), {}) for k in exp.test_blurs] for b in exp.train_blurs]
+            m = np.array([[c.get("mean", np.nan) for c in row] for row in cells], dtype=float) * 100
+            counts = np.array([[c.get("n", np.nan) for c in row] for row in cells], dtype=float)
             partial = partial or bool(np.any(np.isfinite(m) & (counts < len(exp.seeds))))
             im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, norm=norm, aspect="auto")
             for i in range(nb):

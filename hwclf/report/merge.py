@@ -1,10 +1,11 @@
 """Several sweeps or record sets read as one study (``hwclf report A B ... --out DIR``).
 
 Sweeps merge only when they measured the same thing: the same data (fingerprint), blur kind, test levels and
-training recipe; epochs are compared per row (train blur level): a row may have its own (``epochs_by_train_blur``),
-but all of a row's cells, from whichever source, must share one. Otherwise the pooled means would mix two
-experiments, so the merge is refused with one line that names both sources and the difference. The merged grid is the union of the sources' cells; a cell found
-in two sources must hold identical results (the same trial exported twice), never two different runs.
+training recipe; epochs are compared per row (train blur level): a row may have its own
+(``epochs_by_train_blur``), but all of a row's cells, from whichever source, must share one. Otherwise the pooled
+means would mix two experiments, so the merge is refused with one line that names both sources and the
+difference. The merged grid is the union of the sources' cells; a cell found in two sources must hold identical
+results (the same trial exported twice), never two different runs.
 """
 
 from __future__ import annotations
