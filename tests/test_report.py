@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import shutil
 
@@ -14,7 +15,7 @@ from scipy import stats as st
 from hwclf.errors import UserError
 from hwclf.report import load_experiment, tidy_table, write_report
 from hwclf.report import conclude as C
-from hwclf.report.stats import EXCEEDS, NOT_DISTINGUISHABLE, TOO_FEW, describe, paired
+from hwclf.report.stats import EXCEEDS, NOT_DISTINGUISHABLE, TOO_FEW, describe, holm, paired
 from hwclf.report.tables import TIDY_COLUMNS
 from test_report_fakes import make_known, write_sweep, write_trial
 
@@ -39,7 +40,7 @@ def partial(tmp_path_factory):
 def _conclusions(out) -> list:
     md = (out / "report.md").read_text()
     body = md.split("## Conclusions", 1)[1].split("## Tables", 1)[0]
-    return [line[2:] for line in body.splitlines() if line.startswith("- ")]
+    return [html.unescape(line[2:]) for line in body.splitlines() if line.startswith("- ")]  # md writes < as &lt;
 
 
 # --- stats -------------------------------------------------------------------------------------------------
@@ -67,6 +68,13 @@ def test_paired_verdicts():
     assert paired([0.9, 0.8], [0.1, 0.2]).verdict == TOO_FEW
     assert paired([0.9, 0.8, 0.7], [0.8, 0.7, 0.6]).verdict == EXCEEDS  # constant lead: p = 0, not NaN
     assert paired([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]).p == 1.0
+
+
+def test_holm_steps_down_and_keeps_order():
+    # by hand: sorted 0.003, 0.048, 0.5, 0.9 (m = 4) -> 4*0.003, 3*0.048, min(1, 2*0.5), max(1, 1*0.9)
+    adj = holm([0.048, 0.003, 0.5, 0.9, float("nan")])
+    assert adj[:4] == pytest.approx([0.144, 0.012, 1.0, 1.0]) and math.isnan(adj[4])
+    assert holm([0.01, 0.04]) == pytest.approx([0.02, 0.04])  # the larger one is not inflated past itself
 
 
 # --- tables ------------------------------------------------------------------------------------------------
@@ -171,6 +179,10 @@ EXPECTED = [
     "C→A (258).",
     "Writer spread (resnet trained clean, writers with ≥ 5 test images): the middle half of writers scores "
     "65.0–85.0 % on clean images (IQR 20.0 points) and 30.0–45.0 % at test blur 10 (IQR 15.0 points).",
+    "Multiple comparisons: the 4 settings above make 4 paired tests; if no architecture differed in any of them, "
+    "0.2 of them would still pass p < 0.05 on average. Holm's correction for the 4 tests keeps the lead of resnet "
+    "over mobilenet when trained and tested at blur 5 (adjusted p = 0.014) and the lead of resnet over mobilenet "
+    "when trained clean, tested at blur 5 (adjusted p = 0.039).",
 ]
 
 
@@ -191,6 +203,21 @@ def test_sentences_come_from_the_templates(known):
     a = np.array([0.85, 0.86, 0.87])
     half = st.t.ppf(0.975, 2) * a.std(ddof=1) / math.sqrt(3)
     assert f"[{100 * (a.mean() - half):.1f}, {100 * (a.mean() + half):.1f}]" == "[83.5, 88.5]"
+
+
+def test_a_lone_lead_among_many_tests_is_called_a_hint():
+    """The femnist-blur case: one p = 0.048 among 12 settings does not survive Holm's correction."""
+    lead = paired([0.860, 0.858, 0.860], [0.850, 0.853, 0.848])
+    assert lead.verdict == EXCEEDS and 0.01 < lead.p < 0.05
+    same = paired([0.90, 0.93, 0.91], [0.91, 0.91, 0.91])
+    tests = [("Trained and tested at blur 20", "resnet_se", "resnet", lead)] + [
+        (f"Trained clean, tested at blur {k}", "basic", "basic_se", same) for k in (3, 5, 7, 10, 15, 20, 30)]
+    text = C.multiple_sentence(tests)
+    assert text == C.MULTIPLE.format(n=8, alpha=0.05, expected="0.4", kept=C.MULTIPLE_NONE_ONE.format(
+        alpha=0.05, p=f"p = {min(1.0, 8 * lead.p):.3f}"))
+    assert "read it as a hint, not a finding" in text
+    assert C.multiple_sentence(tests[:1]) is None  # one test: nothing to correct for
+    assert C.multiple_sentence(tests[1:]) is None  # no lead: nothing to correct
 
 
 def test_complete_study_has_no_partial_sentence(known):
@@ -241,7 +268,8 @@ def test_partial_report_lists_the_trials_and_the_affected_conclusions(partial):
     assert partial_sentence == [
         "Partial results: basic trained at blur 5 (n=2/3), resnet trained at blur 5 (n=2/3) and mobilenet trained at "
         "blur 5 (n=2/3) have fewer complete seeds than planned; these conclusions rest on fewer seeds: best when "
-        "trained and tested at blur 5, recovery for basic, recovery for resnet, recovery for mobilenet, clean-image "
+        "trained and tested at blur 5, multiple comparisons, recovery for basic, recovery for resnet, recovery for "
+        "mobilenet, clean-image "
         "cost for basic, best train blur for basic, clean-image cost for resnet, best train blur for resnet, "
         "clean-image cost for mobilenet and best train blur for mobilenet."]
     # resnet and mobilenet at blur 5 share only seed 2: no verdict, and the sentence is flagged

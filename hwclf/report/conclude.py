@@ -14,7 +14,7 @@ from hwclf.report.claims import (S_BEST, S_HALF, S_LETTERS, S_PARTIAL, S_RECOVER
 from hwclf.report.fmt import fmt_blur, join_and, p_value, pct, points
 from hwclf.report.load import Experiment
 from hwclf.report.robust import robust_conclusions
-from hwclf.report.stats import EXCEEDS, MIN_PAIRED_SEEDS, NOT_DISTINGUISHABLE, TOO_FEW, paired
+from hwclf.report.stats import ALPHA, EXCEEDS, MIN_PAIRED_SEEDS, NOT_DISTINGUISHABLE, TOO_FEW, holm, paired
 from hwclf.report.tables import ALL_ARCHS, MIN_WRITER_IMAGES, lookup, seed_values
 
 # --- templates -------------------------------------------------------------------------------------------
@@ -31,6 +31,12 @@ VERDICT_TOO_FEW = ("too few seeds to tell whether it beats {runner} (paired seed
                    f"{MIN_PAIRED_SEEDS} needed{{diff}})")
 VERDICT_TOO_FEW_DIFF = "; difference {diff} points"
 VERDICT_ALONE = "no other architecture has results here to compare with"
+MULTIPLE = ("Multiple comparisons: the {n} settings above make {n} paired tests; if no architecture differed in "
+            "any of them, {expected} of them would still pass p < {alpha} on average. Holm's correction for the "
+            "{n} tests keeps {kept}.")
+MULTIPLE_KEPT = "the lead of {best} over {runner} when {setting} (adjusted {p})"
+MULTIPLE_NONE = "none of the {m} leads with p < {alpha} (smallest adjusted {p}): read them as hints, not findings"
+MULTIPLE_NONE_ONE = "not the one lead with p < {alpha} (adjusted {p}): read it as a hint, not a finding"
 
 RECOVERY = "{arch}: training at the test blur instead of clean recovers {items}."
 RECOVERY_ITEM = "{gain} points at blur {k} ({fraction} of the {loss}-point loss of the clean-trained model)"
@@ -67,12 +73,16 @@ def _value(row) -> str:
     return VALUE.format(mean=pct(row["mean"]), ci=fmt.ci_pct(row["ci_low"], row["ci_high"]), n=row["n"])
 
 
-def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: str) -> Conclusion | None:
-    """Best arch in one (train blur, test blur) setting, with a paired-by-seed verdict against the runner-up."""
+def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: str):
+    """Best arch in one (train blur, test blur) setting, with a paired-by-seed verdict against the runner-up.
+
+    Returns (conclusion, test): test is (setting, best, runner, Paired) when a paired test was made, else None.
+    """
     ranked = [(look[(a, train_blur, test_blur)], a) for a in exp.archs
               if (a, train_blur, test_blur) in look and look[(a, train_blur, test_blur)]["n"] > 0]
     if not ranked:
-        return None
+        return None, None
+    test = None
     ranked.sort(key=lambda ra: -ra[0]["mean"])  # stable: ties keep config order
     (row, best) = ranked[0]
     # the ranking rests on every architecture planned in this setting, including ones with no result
@@ -85,6 +95,8 @@ def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: s
         vb = seed_values(exp, runner, train_blur, test_blur)
         seeds = sorted(set(va) & set(vb))
         cmp = paired([va[s] for s in seeds], [vb[s] for s in seeds])
+        if cmp.verdict != TOO_FEW:
+            test = (setting, best, runner, cmp)
         if cmp.verdict == EXCEEDS:
             verdict = VERDICT_EXCEEDS.format(runner=runner, diff=points(cmp.diff_mean),
                                              ci=fmt.ci_points(cmp.ci_low, cmp.ci_high), n=cmp.n, p=p_value(cmp.p))
@@ -97,23 +109,44 @@ def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: s
             diff = VERDICT_TOO_FEW_DIFF.format(diff=points(cmp.diff_mean)) if cmp.n else ""
             verdict = VERDICT_TOO_FEW.format(runner=runner, n=cmp.n, diff=diff)
     text = BEST.format(setting=setting, best=best, value=_value(row), verdict=verdict)
-    return Conclusion(S_BEST, text, label=setting.lower().replace("trained ", "best when trained "), cells=cells)
+    return Conclusion(S_BEST, text, label=setting.lower().replace("trained ", "best when trained "), cells=cells), test
+
+
+def multiple_sentence(tests: list) -> str | None:
+    """Puts the leads in their family: with a dozen settings, one p just under 0.05 is what chance gives.
+
+    ``tests`` holds (setting, best, runner, Paired) per tested setting; no sentence when fewer than two were
+    tested or none shows a lead.
+    """
+    if len(tests) < 2 or not any(t[3].verdict == EXCEEDS for t in tests):
+        return None
+    adjusted = holm([t[3].p for t in tests])
+    leads = [(t, a) for t, a in zip(tests, adjusted) if t[3].verdict == EXCEEDS]
+    kept = [MULTIPLE_KEPT.format(best=t[1], runner=t[2], setting=t[0][0].lower() + t[0][1:], p=p_value(a))
+            for t, a in leads if a < ALPHA]
+    if kept:
+        kept_text = join_and(kept)
+    else:
+        none = MULTIPLE_NONE_ONE if len(leads) == 1 else MULTIPLE_NONE
+        kept_text = none.format(m=len(leads), alpha=ALPHA, p=p_value(min(a for _, a in leads)))
+    return MULTIPLE.format(n=len(tests), alpha=ALPHA, expected=f"{len(tests) * ALPHA:.1f}", kept=kept_text)
 
 
 def best_conclusions(exp: Experiment, look: dict) -> list:
-    out = []
-    for k in exp.test_blurs:
-        if k in exp.train_blurs:
-            c = best_sentence(exp, look, k, k, SETTING_MATCHED.format(k=fmt_blur(k)))
-            if c:
-                out.append(c)
-    if 0 in exp.train_blurs:
-        for k in exp.test_blurs:
-            if k == 0:
-                continue  # same models as "trained and tested at blur 0"
-            c = best_sentence(exp, look, 0, k, SETTING_CLEAN.format(k=fmt_blur(k)))
-            if c:
-                out.append(c)
+    settings = [(k, k, SETTING_MATCHED.format(k=fmt_blur(k))) for k in exp.test_blurs if k in exp.train_blurs]
+    if 0 in exp.train_blurs:  # test blur 0 is the same models as "trained and tested at blur 0"
+        settings += [(0, k, SETTING_CLEAN.format(k=fmt_blur(k))) for k in exp.test_blurs if k != 0]
+    out, tests = [], []
+    for train_blur, test_blur, setting in settings:
+        c, test = best_sentence(exp, look, train_blur, test_blur, setting)
+        if c:
+            out.append(c)
+        if test:
+            tests.append(test)
+    text = multiple_sentence(tests)
+    if text:
+        cells = set().union(*(c.cells for c in out))
+        out.append(Conclusion(S_BEST, text, label="multiple comparisons", cells=cells))
     return out
 
 
