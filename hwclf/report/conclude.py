@@ -31,9 +31,9 @@ VERDICT_TOO_FEW = ("too few seeds to tell whether it beats {runner} (paired seed
                    f"{MIN_PAIRED_SEEDS} needed{{diff}})")
 VERDICT_TOO_FEW_DIFF = "; difference {diff} points"
 VERDICT_ALONE = "no other architecture has results here to compare with"
-MULTIPLE = ("Multiple comparisons: the {n} settings above make {n} paired tests; if no architecture differed in "
-            "any of them, {expected} of them would still pass p < {alpha} on average. Holm's correction for the "
-            "{n} tests keeps {kept}.")
+MULTIPLE = ("Multiple comparisons: {n} of the settings above were tested against their runner-up; if no "
+            "architecture differed in any of them, {expected} of the {n} tests would still pass p < {alpha} on "
+            "average. Holm's correction for the {n} tests keeps {kept}.")
 MULTIPLE_KEPT = "the lead of {best} over {runner} when {setting} (adjusted {p})"
 MULTIPLE_NONE = "none of the {m} leads with p < {alpha} (smallest adjusted {p}): read them as hints, not findings"
 MULTIPLE_NONE_ONE = "not the one lead with p < {alpha} (adjusted {p}): read it as a hint, not a finding"
