@@ -14,7 +14,8 @@ import pytest
 from hwclf.cli import main
 from hwclf.report import write_report
 from hwclf.report.records import RECORDS_FILE, RECORDS_SCHEMA, encode
-from test_report_fakes import KNOWN_ARCHS, make_known, write_sweep
+from hwclf.report.families import panel_layout
+from test_report_fakes import KNOWN_ARCHS, make_known, make_realistic, write_sweep
 
 TABLES = ("trials.csv", "summary.csv", "matrix.csv", "per_letter.csv", "letters_hurt.csv", "confusions.csv",
           "recovery.csv", "writers.csv")
@@ -282,3 +283,27 @@ def test_committed_records_without_a_report_build_one_and_say_how(study, tmp_pat
     command = f"hwclf report results/{study.name}/records --out results/{study.name}/report"
     assert command in (study / "README.md").read_text()
 
+
+
+def test_merged_parts_list_each_net_beside_its_se_twin(tmp_path, fast_figures):
+    """Parts run in whatever order the compute allowed; the merged report reads plain net, then its SE twin."""
+    a = make_realistic(tmp_path / "a", archs=["resnet", "mobilenet", "basic"], train_blur=(0,), seeds=(0,),
+                       n_writers=20, samples=False)
+    b = make_realistic(tmp_path / "b", archs=["basic_se", "resnet_se"], train_blur=(0,), seeds=(0,),
+                       n_writers=20, samples=False)
+    out = write_report([str(a), str(b)], str(tmp_path / "merged"), quiet=True).parent
+    order = list(dict.fromkeys(pd.read_csv(out / "summary.csv")["arch"]))
+    assert order == ["resnet", "resnet_se", "mobilenet", "basic", "basic_se"]
+
+
+@pytest.mark.parametrize("archs, rows", [
+    (["basic", "resnet", "mobilenet"], [["basic", "resnet", "mobilenet"]]),
+    (["basic", "resnet", "mobilenet", "vit"], [["basic", "resnet", "mobilenet"], ["vit", None, None]]),
+    (["basic", "basic_se", "resnet", "resnet_se", "mobilenet"],
+     [["basic", "basic_se"], ["resnet", "resnet_se"], ["mobilenet", None]]),
+    (["mobilenet_se", "resnet", "mobilenet"], [["mobilenet", "mobilenet_se"], ["resnet", None]]),
+    (["resnet_se", "basic", "basic_se"], [[None, "resnet_se"], ["basic", "basic_se"]]),
+    (["se", "_se"], [["se", "_se"]]),
+])
+def test_panels_put_a_net_and_its_se_twin_on_one_row(archs, rows):
+    assert panel_layout(archs) == rows

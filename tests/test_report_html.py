@@ -49,6 +49,32 @@ def test_every_image_is_an_embedded_png(report):
     assert "src=\"http" not in html and "href=\"http" not in html  # nothing fetched from elsewhere
 
 
+def test_figures_are_palette_pngs_that_look_like_the_full_colour_render():
+    """256 colours keep report.html a third of its full-colour size; the picture must not change visibly."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from hwclf.report.figures import DPI, to_png
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    fig.colorbar(ax.imshow(np.linspace(0, 1, 400).reshape(20, 20), cmap="viridis"))
+    ax.plot([0, 19], [19, 0], color="tab:orange")
+    ax.text(3, 3, "91.9", color="white")
+    ax.set_title("mean test accuracy (%)")
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    png = to_png(fig)
+    assert len(png) < 0.6 * len(buf.getvalue())
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.mode == "P"
+        small = np.asarray(im.convert("RGB"), dtype=int)
+    full = np.asarray(Image.open(buf).convert("RGB"), dtype=int)
+    diff = np.abs(small - full).max(axis=-1)
+    assert diff.max() <= 24 and diff.mean() < 2.0  # no pixel off by more than a tenth of its range
+
+
 def test_config_and_error_strings_are_escaped(report):
     html_path, html = report
     assert "<script" not in html.lower()

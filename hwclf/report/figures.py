@@ -8,7 +8,6 @@ at least two seeds (one seed has no spread to show).
 from __future__ import annotations
 
 import io
-import math
 
 import matplotlib
 import numpy as np
@@ -17,8 +16,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from PIL import Image
 
 from hwclf import mixture
+from hwclf.report.families import panel_layout
 from hwclf.report.fmt import fmt_blur
 from hwclf.report.load import Experiment
 from hwclf.report.tables import lookup
@@ -29,10 +30,17 @@ RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labels
 
 
 def to_png(fig: Figure) -> bytes:
+    """The figure as a 256-colour PNG, about a third of the full-colour size, so the one-file report.html
+    (images inlined) stays small enough to mail and commit. A maximum-coverage palette without dithering
+    keeps every pixel within ~16 of 255 of its full colour: thin lines and cell labels stay exact."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
+    image = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MAXCOVERAGE,
+                                                    dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def arch_styles(archs: list) -> dict:
@@ -122,6 +130,20 @@ def curves_figure(exp: Experiment, matrix: pd.DataFrame, metric: str = "accuracy
         return to_png(fig)
 
 
+def _panels(fig: Figure, layout: list, sharey: bool = False) -> tuple:
+    """Subplots for a `panel_layout`: the used axes and (axes, arch) pairs; empty slots are switched off."""
+    grid = np.atleast_2d(fig.subplots(len(layout), len(layout[0]), squeeze=False, sharey=sharey))
+    used, panels = [], []
+    for row, arch_row in zip(grid, layout):
+        for ax, arch in zip(row, arch_row):
+            if arch is None:
+                ax.axis("off")
+            else:
+                used.append(ax)
+                panels.append((ax, arch))
+    return used, panels
+
+
 def heatmap_cell_label(mean_pct: float, n, planned: int) -> str:
     """A cell's text: its mean, and under it how many seeds it rests on when fewer than planned (a mean of
     one seed must not read like a mean of three)."""
@@ -136,9 +158,8 @@ def heatmap_cell_label(mean_pct: float, n, planned: int) -> str:
 def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
     """Train blur x test blur mean accuracy, one panel per architecture, one colour scale for all."""
     look = lookup(matrix)
-    n = len(exp.archs)
-    ncols = min(3, n)
-    nrows = math.ceil(n / ncols)
+    layout = panel_layout(exp.archs)
+    nrows, ncols = len(layout), len(layout[0])
     nb, nk = len(exp.train_blurs), len(exp.test_blurs)
     vals = matrix["mean"].to_numpy(dtype=float) * 100
     vals = vals[np.isfinite(vals)]
@@ -151,9 +172,9 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
     cell_w = max(0.62, 3.4 / max(nk, 1))
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(ncols * (nk * cell_w + 1.2) + 1.2, nrows * (nb * 0.5 + 1.5) + 0.7), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+        axes, panels = _panels(fig, layout)
         im, partial = None, False
-        for ax, arch in zip(axes, exp.archs):
+        for ax, arch in panels:
             cells = [[look.get((arch, b, k), {}) for k in exp.test_blurs] for b in exp.train_blurs]
             m = np.array([[c.get("mean", np.nan) for c in row] for row in cells], dtype=float) * 100
             counts = np.array([[c.get("n", np.nan) for c in row] for row in cells], dtype=float)
@@ -173,10 +194,8 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
             ax.set_title(arch)
             for s in ax.spines.values():
                 s.set_visible(False)
-        for ax in axes[n:]:
-            ax.axis("off")
         if im is not None:
-            fig.colorbar(im, ax=list(axes[:n]), label="test accuracy (%)", shrink=0.8)
+            fig.colorbar(im, ax=list(axes), label="test accuracy (%)", shrink=0.8)
         fig.suptitle(f"{exp.dataset_name}: mean test accuracy (%) over seeds, train blur × test blur "
                      f"({exp.blur_kind} blur)"
                      + (f"; n=k: a cell resting on k of {len(exp.seeds)} seeds" if partial else ""))
@@ -324,14 +343,14 @@ def robust_figure(exp: Experiment, robust: pd.DataFrame) -> bytes | None:
     if robust is None or not len(robust):
         return None
     archs = [a for a in exp.archs if (robust["arch"] == a).any()]
-    ncols = min(3, len(archs))
-    nrows = math.ceil(len(archs) / ncols)
+    layout = panel_layout(archs)
+    nrows, ncols = len(layout), len(layout[0])
     mix_colors = matplotlib.colormaps["tab10"]
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(max(5.2 * ncols + 0.6, 9.5), 4.2 * nrows + 1.1), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharey=True)).ravel()
+        axes, panels = _panels(fig, layout, sharey=True)
         handles = {}
-        for ax, arch in zip(axes, archs):
+        for ax, arch in panels:
             g = robust[robust["arch"] == arch]
             mixes = list(dict.fromkeys(g["mixture"]))
             first = g[g["mixture"] == mixes[0]]
@@ -365,9 +384,9 @@ def robust_figure(exp: Experiment, robust: pd.DataFrame) -> bytes | None:
             ax.set_xlabel(blur_axis_label(exp))
             _blur_ticks(ax, exp.test_blurs)
             ax.grid(True, alpha=0.3)
-        axes[0].set_ylabel("test accuracy (%)")
-        for ax in axes[len(archs):]:
-            ax.axis("off")
+        for ax, _ in panels:
+            if ax.get_subplotspec().is_first_col():
+                ax.set_ylabel("test accuracy (%)")
         fig.suptitle(f"{exp.dataset_name}: is one robust model enough? A blur mixture vs the specialists\n"
                      "mean over seeds, band / bar = 95% CI, dotted lines = the mixture's levels")
         if handles:

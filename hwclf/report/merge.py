@@ -15,6 +15,7 @@ from collections import Counter
 
 from hwclf import mixture
 from hwclf.errors import UserError
+from hwclf.report.families import family_order
 from hwclf.report.fmt import join_and
 from hwclf.report.load import (COMPLETE, MISSING, SWEEP_FILE, Experiment, Source, assemble, blur_sorted, fmt_blur,
                                num, read_source)
@@ -125,7 +126,7 @@ def _merged_source(sources: list, exps: list, budgets: dict) -> Source:
                 notes.append(f"{where}: used the complete one from {exp.location}.")
             elif status != COMPLETE:
                 notes.append(f"{where}, neither complete: used the one from {exps[j].location}.")
-    archs = list(dict.fromkeys(a for e in exps for a in e.archs))
+    archs = family_order([a for e in exps for a in e.archs])
     train_blurs = blur_sorted({b for e in exps for b in e.train_blurs})
     seeds = sorted({s for e in exps for s in e.seeds})
     grid = sorted({c for e in exps for c in e.grid},
