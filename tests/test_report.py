@@ -211,8 +211,8 @@ def test_a_lone_lead_among_many_tests_is_called_a_hint():
     lead = paired([0.860, 0.858, 0.860], [0.850, 0.853, 0.848])
     assert lead.verdict == EXCEEDS and 0.01 < lead.p < 0.05
     same = paired([0.90, 0.93, 0.91], [0.91, 0.91, 0.91])
-    tests = [("Trained and tested at blur 20", "resnet_se", "resnet", lead)] + [
-        (f"Trained clean, tested at blur {k}", "basic", "basic_se", same) for k in (3, 5, 7, 10, 15, 20, 30)]
+    tests = [C.LeadTest("Trained and tested at blur 20", "resnet_se", "resnet", lead)] + [
+        C.LeadTest(f"Trained clean, tested at blur {k}", "basic", "basic_se", same) for k in (3, 5, 7, 10, 15, 20, 30)]
     text = C.multiple_sentence(tests)
     assert text == C.MULTIPLE.format(n=8, alpha=0.05, expected="0.4", kept=C.MULTIPLE_NONE_ONE.format(
         alpha=0.05, p=f"p = {min(1.0, 8 * lead.p):.3f}"))

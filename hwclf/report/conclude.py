@@ -6,6 +6,8 @@ which sentences rest on fewer seeds than planned.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pandas as pd
 
 from hwclf.report import fmt
@@ -14,7 +16,8 @@ from hwclf.report.claims import (S_BEST, S_HALF, S_LETTERS, S_PARTIAL, S_RECOVER
 from hwclf.report.fmt import fmt_blur, join_and, p_value, pct, points
 from hwclf.report.load import Experiment
 from hwclf.report.robust import robust_conclusions
-from hwclf.report.stats import ALPHA, EXCEEDS, MIN_PAIRED_SEEDS, NOT_DISTINGUISHABLE, TOO_FEW, holm, paired
+from hwclf.report.stats import (ALPHA, EXCEEDS, MIN_PAIRED_SEEDS, NOT_DISTINGUISHABLE, TOO_FEW, Paired, holm,
+                                paired)
 from hwclf.report.tables import ALL_ARCHS, MIN_WRITER_IMAGES, lookup, seed_values
 
 # --- templates -------------------------------------------------------------------------------------------
@@ -96,7 +99,7 @@ def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: s
         seeds = sorted(set(va) & set(vb))
         cmp = paired([va[s] for s in seeds], [vb[s] for s in seeds])
         if cmp.verdict != TOO_FEW:
-            test = (setting, best, runner, cmp)
+            test = LeadTest(setting, best, runner, cmp)
         if cmp.verdict == EXCEEDS:
             verdict = VERDICT_EXCEEDS.format(runner=runner, diff=points(cmp.diff_mean),
                                              ci=fmt.ci_points(cmp.ci_low, cmp.ci_high), n=cmp.n, p=p_value(cmp.p))
@@ -112,17 +115,25 @@ def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: s
     return Conclusion(S_BEST, text, label=setting.lower().replace("trained ", "best when trained "), cells=cells), test
 
 
+class LeadTest(NamedTuple):
+    """One setting's best architecture tested against its runner-up (paired over seeds)."""
+    setting: str
+    best: str
+    runner: str
+    cmp: Paired
+
+
 def multiple_sentence(tests: list) -> str | None:
     """Puts the leads in their family: with a dozen settings, one p just under 0.05 is what chance gives.
 
-    ``tests`` holds (setting, best, runner, Paired) per tested setting; no sentence when fewer than two were
-    tested or none shows a lead.
+    ``tests``: a LeadTest per tested setting; no sentence when fewer than two were tested or none shows a lead.
     """
-    if len(tests) < 2 or not any(t[3].verdict == EXCEEDS for t in tests):
+    if len(tests) < 2 or not any(t.cmp.verdict == EXCEEDS for t in tests):
         return None
-    adjusted = holm([t[3].p for t in tests])
-    leads = [(t, a) for t, a in zip(tests, adjusted) if t[3].verdict == EXCEEDS]
-    kept = [MULTIPLE_KEPT.format(best=t[1], runner=t[2], setting=t[0][0].lower() + t[0][1:], p=p_value(a))
+    adjusted = holm([t.cmp.p for t in tests])
+    leads = [(t, a) for t, a in zip(tests, adjusted) if t.cmp.verdict == EXCEEDS]
+    kept = [MULTIPLE_KEPT.format(best=t.best, runner=t.runner, setting=t.setting[0].lower() + t.setting[1:],
+                                 p=p_value(a))
             for t, a in leads if a < ALPHA]
     if kept:
         kept_text = join_and(kept)
