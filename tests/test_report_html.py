@@ -58,9 +58,13 @@ def test_figures_are_palette_pngs_that_look_like_the_full_colour_render():
 
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    fig.colorbar(ax.imshow(np.linspace(0, 1, 400).reshape(20, 20), cmap="viridis"))
-    ax.plot([0, 19], [19, 0], color="tab:orange")
-    ax.text(3, 3, "91.9", color="white")
+    x = np.linspace(0, 30, 9)
+    for i, color in enumerate(["tab:blue", "tab:orange", "tab:green", "#7f7f7f"]):
+        y = 90 - i * 10 - x * (i + 1)
+        ax.plot(x, y, color=color, marker="o", linestyle="--" if i % 2 else "-")
+        ax.fill_between(x, y - 5, y + 5, color=color, alpha=0.13, linewidth=0)
+    ax.errorbar([5, 20], [80, 60], yerr=[[3, 4], [3, 4]], fmt="s", color="black", capsize=3)
+    ax.grid(True, alpha=0.3)
     ax.set_title("mean test accuracy (%)")
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -73,6 +77,17 @@ def test_figures_are_palette_pngs_that_look_like_the_full_colour_render():
     full = np.asarray(Image.open(buf).convert("RGB"), dtype=int)
     diff = np.abs(small - full).max(axis=-1)
     assert diff.max() <= 24 and diff.mean() < 2.0  # no pixel off by more than a tenth of its range
+
+
+def test_colour_scales_keep_full_colour_and_line_plots_a_palette(report):
+    """A palette would turn a heatmap's smooth colour bar into steps; line plots lose nothing in one."""
+    html_path, _ = report
+    modes = {}
+    for name in FIGURES:
+        with Image.open(html_path.parent / name) as im:
+            modes[name] = im.mode
+    assert modes["heatmaps.png"] in ("RGB", "RGBA") and modes["per_letter.png"] in ("RGB", "RGBA")
+    assert modes["accuracy_vs_blur.png"] == modes["learning_curves.png"] == modes["writers.png"] == "P"
 
 
 def test_config_and_error_strings_are_escaped(report):

@@ -29,13 +29,16 @@ RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labels
       "legend.fontsize": 9, "figure.titlesize": 12, "axes.spines.top": False, "axes.spines.right": False}
 
 
-def to_png(fig: Figure) -> bytes:
+def to_png(fig: Figure, palette: bool = True) -> bytes:
     """The figure as a 256-colour PNG, about a third of the full-colour size, so the one-file report.html
     (images inlined) stays small enough to mail and commit. A maximum-coverage palette without dithering
-    keeps every pixel within ~16 of 255 of its full colour: thin lines and cell labels stay exact."""
+    keeps every pixel within ~16 of 255 of its full colour: lines, bands and labels look the same.
+    ``palette=False`` for figures with a continuous colour scale, whose colour bar would show steps."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    if not palette:
+        return buf.getvalue()
     image = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MAXCOVERAGE,
                                                     dither=Image.Dither.NONE)
     out = io.BytesIO()
@@ -199,7 +202,7 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
         fig.suptitle(f"{exp.dataset_name}: mean test accuracy (%) over seeds, train blur × test blur "
                      f"({exp.blur_kind} blur)"
                      + (f"; n=k: a cell resting on k of {len(exp.seeds)} seeds" if partial else ""))
-        return to_png(fig)
+        return to_png(fig, palette=False)
 
 
 def train_blur_styles(blurs: list) -> dict:
@@ -303,7 +306,7 @@ def per_letter_figure(exp: Experiment, drops: pd.DataFrame) -> bytes | None:
             fig.colorbar(im, ax=list(axes), label="points lost vs clean test", shrink=0.6 if nc > 8 else 0.9)
         fig.suptitle(f"{exp.dataset_name}: per-{exp.class_nouns[0]} accuracy lost to blur\n(models trained clean; clean-test minus "
                      f"blurred-test accuracy, mean over seeds; red = lost)")
-        return to_png(fig)
+        return to_png(fig, palette=False)
 
 
 def writers_figure(exp: Experiment, accs: dict, arch: str, min_images: int) -> bytes | None:
