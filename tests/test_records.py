@@ -15,6 +15,7 @@ from hwclf.cli import main
 from hwclf.report import write_report
 from hwclf.report.records import RECORDS_FILE, RECORDS_SCHEMA, encode
 from hwclf.report.families import panel_layout
+from hwclf.report.merge import merged_name
 from test_report_fakes import KNOWN_ARCHS, make_known, make_realistic, write_sweep
 
 TABLES = ("trials.csv", "summary.csv", "matrix.csv", "per_letter.csv", "letters_hurt.csv", "confusions.csv",
@@ -101,8 +102,8 @@ def test_two_halves_split_by_architecture_merge_into_the_whole(tmp_path, fast_fi
     md = (again / "report.md").read_text()
     assert "Merged from 3 sources" in md
     # each source names the architectures it holds ("1 architectures" told nothing)
-    assert f"{a} (raw: basic and resnet, 12/12 trials complete;" in md
-    assert f"{b} (raw: mobilenet, 6/6 trials complete;" in md
+    assert f"{a} (raw of study: basic and resnet, 12/12 trials complete;" in md
+    assert f"{b} (raw of study: mobilenet, 6/6 trials complete;" in md
 
 
 def test_partial_sweeps_merge_with_their_gaps(tmp_path, fast_figures):
@@ -294,6 +295,19 @@ def test_merged_parts_list_each_net_beside_its_se_twin(tmp_path, fast_figures):
     out = write_report([str(a), str(b)], str(tmp_path / "merged"), quiet=True).parent
     order = list(dict.fromkeys(pd.read_csv(out / "summary.csv")["arch"]))
     assert order == ["resnet", "resnet_se", "mobilenet", "basic", "basic_se"]
+
+
+@pytest.mark.parametrize("names, merged", [
+    (["femnist-blur-basic", "femnist-blur-basic_se", "femnist-blur-resnet_se-s2"], "femnist-blur"),
+    (["femnist-blur-basic", "femnist-blur-basic"], "femnist-blur-basic"),
+    (["study-s01", "study-s2"], "study"),
+    (["blur_a", "blur_b"], "blur"),
+    (["run-basic", "run-basic_se"], "run"),  # a whole name is no stem: "run-basic" would name half the study
+    (["ab-1", "ab-2"], "ab-1+ab-2"),  # too short a stem to name a study
+    (["alpha", "beta"], "alpha+beta"),
+])
+def test_parts_merge_under_the_name_they_share(names, merged):
+    assert merged_name(names) == merged
 
 
 @pytest.mark.parametrize("archs, rows", [

@@ -104,6 +104,23 @@ def load_study(paths: list, *, require_complete: bool = True) -> Experiment:
     return assemble(_merged_source(sources, exps, row_budgets(exps)), require_complete=require_complete)
 
 
+NAME_SEPARATORS = "-_."
+
+
+def merged_name(names: list) -> str:
+    """The study's name for sweeps run in parts: what their names share up to a separator
+    (``femnist-blur-basic`` + ``femnist-blur-resnet_se-s2`` -> ``femnist-blur``), else the names joined by "+"."""
+    names = list(dict.fromkeys(names))
+    if len(names) == 1:
+        return names[0]
+    first = names[0]
+    for i in range(len(first), 2, -1):
+        stem = first[:i]
+        if all(len(n) > i and n.startswith(stem) and n[i] in NAME_SEPARATORS for n in names):
+            return stem.rstrip(NAME_SEPARATORS) or "+".join(names)
+    return "+".join(names)
+
+
 def _merged_source(sources: list, exps: list, budgets: dict) -> Source:
     notes, chosen = [], {}  # cell -> (source index, raw)
     for i, (src, exp) in enumerate(zip(sources, exps)):
@@ -132,8 +149,7 @@ def _merged_source(sources: list, exps: list, budgets: dict) -> Source:
     grid = sorted({c for e in exps for c in e.grid},
                   key=lambda c: (archs.index(c[0]), mixture.sort_key(c[1]), c[2]))
     first = exps[0]
-    names = list(dict.fromkeys(e.name for e in exps))
-    name = names[0] if len(names) == 1 else "+".join(names)
+    name = merged_name([e.name for e in exps])
     config = dict(first.config or _trial_config(first))
     config.update(name=name, archs=archs, train_blur=train_blurs, seeds=seeds)
     if budgets:  # the budgets the merged cells were trained with, not the first source's default
@@ -154,7 +170,7 @@ def _merged_source(sources: list, exps: list, budgets: dict) -> Source:
     for e in exps:
         env = e.sweep.get("environment") or {}
         c = e.counts()
-        source_lines.append(f"{e.location} ({e.kind}: {join_and(list(e.archs))}, {c[COMPLETE]}/{len(e.grid)} "
+        source_lines.append(f"{e.location} ({e.kind} of {e.name}: {join_and(list(e.archs))}, {c[COMPLETE]}/{len(e.grid)} "
                             f"trials complete; git {env.get('git_commit') or 'unknown'}, host "
                             f"{env.get('host') or 'unknown'})")
     notes.insert(0, f"Merged from {len(exps)} sources: " + "; ".join(source_lines)
