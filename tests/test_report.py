@@ -17,7 +17,7 @@ from hwclf.report import load_experiment, tidy_table, write_report
 from hwclf.report import conclude as C
 from hwclf.report.stats import EXCEEDS, NOT_DISTINGUISHABLE, TOO_FEW, describe, holm, paired
 from hwclf.report.tables import TIDY_COLUMNS
-from test_report_fakes import make_known, write_sweep, write_trial
+from test_report_fakes import level, make_known, write_sweep, write_trial
 
 T975_2 = 4.302652729911275  # t_{0.975, 2}
 
@@ -219,6 +219,22 @@ def test_a_lone_lead_among_many_tests_is_called_a_hint():
     assert "read it as a hint, not a finding" in text
     assert C.multiple_sentence(tests[:1]) is None  # one test: nothing to correct for
     assert C.multiple_sentence(tests[1:]) is None  # no lead: nothing to correct
+
+
+def test_no_architecture_is_ranked_where_all_of_them_guess(tmp_path, fast_figures):
+    """3 classes: chance 33.3 %, a tenth of the way to 100 % is 40.0 %. At blur 10 every model is below it, so
+    the setting gets no "best" and no test (nor a place in Holm's family); at blur 5 the 41 % model is ranked."""
+    exp = tmp_path / "guess"
+    write_sweep(exp, archs=["basic", "resnet"], train_blur=[0], seeds=[0, 1, 2], test_blur=[0, 5, 10])
+    for s in range(3):
+        write_trial(exp, "basic", 0, s, [level(0, 0.90 + s / 100), level(5, 0.37), level(10, 0.36)])
+        write_trial(exp, "resnet", 0, s, [level(0, 0.92 + s / 100), level(5, 0.41 + s / 100), level(10, 0.39)])
+    cs = _conclusions(write_report(str(exp), quiet=True).parent)
+    near = [c for c in cs if c.startswith("Trained clean, tested at blur 10")]
+    assert near == [C.NEAR_CHANCE.format(setting="Trained clean, tested at blur 10", best="resnet",
+                                         value="39.0 % (95% CI [39.0, 39.0], n=3)", chance="33.3", n_classes=3)]
+    assert any(c.startswith("Trained clean, tested at blur 5: best is resnet with 42.0 %") for c in cs)
+    assert any(c.startswith("Multiple comparisons: 2 of the settings above were tested") for c in cs)
 
 
 def test_complete_study_has_no_partial_sentence(known):

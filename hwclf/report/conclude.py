@@ -34,6 +34,10 @@ VERDICT_TOO_FEW = ("too few seeds to tell whether it beats {runner} (paired seed
                    f"{MIN_PAIRED_SEEDS} needed{{diff}})")
 VERDICT_TOO_FEW_DIFF = "; difference {diff} points"
 VERDICT_ALONE = "no other architecture has results here to compare with"
+NEAR_CHANCE = ("{setting}: every architecture is near chance, so none is ranked: the best, {best}, scores {value} "
+               "against a chance of {chance} % for {n_classes} classes; no model got a tenth of the way from chance "
+               "to 100 %.")
+NEAR_CHANCE_FRACTION = 0.1  # (accuracy - chance) / (1 - chance) below this: a "best" among guessers is noise
 MULTIPLE = ("Multiple comparisons: {n} of the settings above were tested against their runner-up; if no "
             "architecture differed in any of them, {expected} of the {n} tests would still pass p < {alpha} on "
             "average. Holm's correction for the {n} tests keeps {kept}.")
@@ -79,7 +83,8 @@ def _value(row) -> str:
 def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: str):
     """Best arch in one (train blur, test blur) setting, with a paired-by-seed verdict against the runner-up.
 
-    Returns (conclusion, test): test is (setting, best, runner, Paired) when a paired test was made, else None.
+    Returns (conclusion, test): test is a LeadTest when a paired test was made, else None; a setting where
+    every architecture is near chance is not ranked (nor tested: it would only add noise to Holm's family).
     """
     ranked = [(look[(a, train_blur, test_blur)], a) for a in exp.archs
               if (a, train_blur, test_blur) in look and look[(a, train_blur, test_blur)]["n"] > 0]
@@ -90,6 +95,12 @@ def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: s
     (row, best) = ranked[0]
     # the ranking rests on every architecture planned in this setting, including ones with no result
     cells = {(a, train_blur) for a in exp.archs if exp.expected(a, train_blur)}
+    chance = 1 / len(exp.classes) if exp.classes else None
+    if chance is not None and row["mean"] < chance + NEAR_CHANCE_FRACTION * (1 - chance):
+        text = NEAR_CHANCE.format(setting=setting, best=best, value=_value(row), chance=pct(chance),
+                                  n_classes=len(exp.classes))
+        return Conclusion(S_BEST, text, label=setting.lower().replace("trained ", "best when trained "),
+                          cells=cells), None
     if len(ranked) == 1:
         verdict = VERDICT_ALONE
     else:
