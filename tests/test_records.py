@@ -102,8 +102,9 @@ def test_two_halves_split_by_architecture_merge_into_the_whole(tmp_path, fast_fi
     md = (again / "report.md").read_text()
     assert "Merged from 3 sources" in md
     # each source names the architectures it holds ("1 architectures" told nothing)
-    assert f"{a} (raw of study: basic and resnet, 12/12 trials complete;" in md
-    assert f"{b} (raw of study: mobilenet, 6/6 trials complete;" in md
+    assert "Experiment study merged from 3 parts; report written" in md
+    assert f"| {a} | study | raw | basic and resnet | 12/12 |" in md
+    assert f"| {b / 'records'} | study | records | mobilenet | 6/6 |" in md
 
 
 def test_partial_sweeps_merge_with_their_gaps(tmp_path, fast_figures):

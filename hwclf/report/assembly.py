@@ -245,4 +245,5 @@ def assemble(src: Source, *, require_complete: bool = True) -> Experiment:
     return Experiment(location=location, name=name, sweep=sweep, has_sweep_file=has_sweep_file and bool(sweep),
                       grid=grid, grid_inferred=grid_inferred, trials=trials, statuses=statuses, archs=archs,
                       train_blurs=train_blurs, seeds=seeds, test_blurs=test_blurs, classes=classes, dataset=dataset,
-                      writers=writers.names, notes=notes, unused_trials=unused, samples_png=samples, kind=src.kind)
+                      writers=writers.names, notes=notes, unused_trials=unused, samples_png=samples, kind=src.kind,
+                      parts=list(src.parts))

@@ -14,6 +14,7 @@ import pandas as pd
 from hwclf.report import fmt
 from hwclf.report.conclude import SECTIONS, Conclusion, section_title
 from hwclf.report.fmt import DASH, fmt_blur, join_and, pct, points
+from hwclf.report.experiment import PART_COLUMNS
 from hwclf.report.load import COMPLETE, FAILED, INCOMPLETE, MISSING, SWEEP_FILE, Experiment
 from hwclf.report.render import Bullets, Heading, Image, Para, Table
 from hwclf.report.stats import CI_METHOD
@@ -113,8 +114,11 @@ def what_was_run(exp: Experiment, res: Results) -> list:
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     from hwclf import __version__
 
+    where = f"merged from {len(exp.parts)} parts" if exp.parts else f"at {exp.location}"
     blocks: list = [Heading(2, "What was run"),
-                    Para(f"Experiment {exp.name} at {exp.location}; report written {now} by hwclf {__version__}.")]
+                    Para(f"Experiment {exp.name} {where}; report written {now} by hwclf {__version__}.")]
+    if exp.parts:
+        blocks.append(Table(PART_COLUMNS, exp.parts, "the parts: each source's sweep, what it holds and where it ran"))
     for note in exp.notes:
         blocks.append(Para(note, "note"))
     cfg = exp.config

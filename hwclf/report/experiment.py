@@ -57,6 +57,10 @@ def blur_sorted(values) -> list:
     return sorted(values, key=mixture.sort_key)
 
 
+# a merged study's parts table (merge.py builds the rows, document.py shows them)
+PART_COLUMNS = ["Source", "Sweep", "Read from", "Architectures", "Complete trials", "git", "Host"]
+
+
 @dataclass
 class LevelResult:
     """One test blur level of one trial; per-writer counts are indices into ``Experiment.writers``."""
@@ -119,6 +123,7 @@ class Experiment:
     unused_trials: list = field(default_factory=list)  # duplicates and trials outside the grid
     samples_png: bytes | None = None
     kind: str = "raw"  # where it was read from: "raw", "records" or "merged" (merge.py)
+    parts: list = field(default_factory=list)  # a merge's sources, one PART_COLUMNS row each (merge.py)
 
     @property
     def config(self) -> dict:
@@ -168,3 +173,4 @@ class Source:
     samples_png: bytes | None = None
     kind: str = "raw"  # "raw" (a Ray Tune directory) or "records" (records.py)
     name: str | None = None  # the study's name where the location does not tell it (records, merges)
+    parts: list = field(default_factory=list)  # a merge's sources, one PART_COLUMNS row each (merge.py)

@@ -166,18 +166,17 @@ def _merged_source(sources: list, exps: list, budgets: dict) -> Source:
     sweep = {"schema": "hwclf.sweep/1", "config": config,
              "grid": [{"arch": a, "blur": b, "seed": s} for a, b, s in grid],
              "dataset": dict(first.dataset), "environment": first.sweep.get("environment") or {}}
-    source_lines = []
+    parts = []
     for e in exps:
         env = e.sweep.get("environment") or {}
         c = e.counts()
-        source_lines.append(f"{e.location} ({e.kind} of {e.name}: {join_and(list(e.archs))}, {c[COMPLETE]}/{len(e.grid)} "
-                            f"trials complete; git {env.get('git_commit') or 'unknown'}, host "
-                            f"{env.get('host') or 'unknown'})")
-    notes.insert(0, f"Merged from {len(exps)} sources: " + "; ".join(source_lines)
-                 + f". The environment below is the first one's; {SWEEP_FILE} of each source has its own.")
+        parts.append([e.location, e.name, e.kind, join_and(list(e.archs)), f"{c[COMPLETE]}/{len(e.grid)}",
+                      str(env.get("git_commit") or "unknown")[:12], str(env.get("host") or "unknown")])
+    notes.insert(0, f"Merged from {len(exps)} sources (the parts table above). The environment below is the first "
+                    f"one's; {SWEEP_FILE} of each source has its own.")
     for e in exps:
         notes.extend(f"{e.location}: {n}" for n in e.notes)
     raws = [raw for _, raw, _ in chosen.values()]
     samples = next((s.samples_png for s in sources if s.samples_png), None)
     return Source(location=" + ".join(e.location for e in exps), sweep=sweep, has_sweep_file=True, raws=raws,
-                  notes=notes, samples_png=samples, kind="merged", name=name)
+                  notes=notes, samples_png=samples, kind="merged", name=name, parts=parts)
