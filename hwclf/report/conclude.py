@@ -95,12 +95,12 @@ def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: s
     (row, best) = ranked[0]
     # the ranking rests on every architecture planned in this setting, including ones with no result
     cells = {(a, train_blur) for a in exp.archs if exp.expected(a, train_blur)}
+    label = setting.lower().replace("trained ", "best when trained ")
     chance = 1 / len(exp.classes) if exp.classes else None
     if chance is not None and row["mean"] < chance + NEAR_CHANCE_FRACTION * (1 - chance):
         text = NEAR_CHANCE.format(setting=setting, best=best, value=_value(row), chance=pct(chance),
                                   n_classes=len(exp.classes))
-        return Conclusion(S_BEST, text, label=setting.lower().replace("trained ", "best when trained "),
-                          cells=cells), None
+        return Conclusion(S_BEST, text, label=label, cells=cells), None
     if len(ranked) == 1:
         verdict = VERDICT_ALONE
     else:
@@ -123,7 +123,7 @@ def best_sentence(exp: Experiment, look: dict, train_blur, test_blur, setting: s
             diff = VERDICT_TOO_FEW_DIFF.format(diff=points(cmp.diff_mean)) if cmp.n else ""
             verdict = VERDICT_TOO_FEW.format(runner=runner, n=cmp.n, diff=diff)
     text = BEST.format(setting=setting, best=best, value=_value(row), verdict=verdict)
-    return Conclusion(S_BEST, text, label=setting.lower().replace("trained ", "best when trained "), cells=cells), test
+    return Conclusion(S_BEST, text, label=label, cells=cells), test
 
 
 class LeadTest(NamedTuple):

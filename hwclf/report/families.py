@@ -18,8 +18,7 @@ def family_order(archs: list) -> list:
     """Families in order of first appearance, the plain net before its SE twin; otherwise order kept."""
     archs = list(dict.fromkeys(archs))
     families = list(dict.fromkeys(family(a) for a in archs))
-    return sorted(archs, key=lambda a: (families.index(family(a)), a.endswith(SE_SUFFIX) and a != family(a),
-                                        archs.index(a)))
+    return sorted(archs, key=lambda a: (families.index(family(a)), a != family(a), archs.index(a)))
 
 
 def panel_layout(archs: list, max_cols: int = 3) -> list:
@@ -38,8 +37,6 @@ def panel_layout(archs: list, max_cols: int = 3) -> list:
         return [row + [None] * (cols - len(row)) for row in rows]
     rows = []
     for fam in dict.fromkeys(family(a) for a in family_order(archs)):
-        members = [a for a in archs if family(a) == fam]
-        plain = fam if fam in members else None
-        twins = [a for a in members if a != fam]
-        rows.append([plain, twins[0] if twins else None])
+        twin = fam + SE_SUFFIX
+        rows.append([fam if fam in archs else None, twin if twin in archs else None])
     return rows

@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from hwclf import mixture
-from hwclf.report.families import panel_layout
+from hwclf.report.families import family, panel_layout
 from hwclf.report.fmt import fmt_blur
 from hwclf.report.load import Experiment
 from hwclf.report.tables import lookup
@@ -49,13 +49,13 @@ def to_png(fig: Figure, palette: bool = True) -> bytes:
 def arch_styles(archs: list) -> dict:
     """One colour per family (basic, resnet, ...), dashed with square markers for the squeeze-excitation
     variant, so basic and basic_se read as a pair."""
-    fams = list(dict.fromkeys(a[:-3] if a.endswith("_se") else a for a in archs))
+    fams = list(dict.fromkeys(family(a) for a in archs))
     cmap = matplotlib.colormaps["tab10"]
     out = {}
     for a in archs:
-        se = a.endswith("_se")
-        fam = a[:-3] if se else a
-        out[a] = {"color": cmap(fams.index(fam) % 10), "linestyle": "--" if se else "-", "marker": "s" if se else "o"}
+        se = a != family(a)
+        out[a] = {"color": cmap(fams.index(family(a)) % 10), "linestyle": "--" if se else "-",
+                  "marker": "s" if se else "o"}
     return out
 
 
@@ -133,18 +133,17 @@ def curves_figure(exp: Experiment, matrix: pd.DataFrame, metric: str = "accuracy
         return to_png(fig)
 
 
-def _panels(fig: Figure, layout: list, sharey: bool = False) -> tuple:
-    """Subplots for a `panel_layout`: the used axes and (axes, arch) pairs; empty slots are switched off."""
-    grid = np.atleast_2d(fig.subplots(len(layout), len(layout[0]), squeeze=False, sharey=sharey))
-    used, panels = [], []
+def _panels(fig: Figure, layout: list, sharey: bool = False) -> list:
+    """Subplots for a `panel_layout`: (axes, arch) per used slot; empty slots are switched off."""
+    grid = fig.subplots(len(layout), len(layout[0]), squeeze=False, sharey=sharey)
+    panels = []
     for row, arch_row in zip(grid, layout):
         for ax, arch in zip(row, arch_row):
             if arch is None:
                 ax.axis("off")
             else:
-                used.append(ax)
                 panels.append((ax, arch))
-    return used, panels
+    return panels
 
 
 def heatmap_cell_label(mean_pct: float, n, planned: int) -> str:
@@ -175,7 +174,7 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
     cell_w = max(0.62, 3.4 / max(nk, 1))
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(ncols * (nk * cell_w + 1.2) + 1.2, nrows * (nb * 0.5 + 1.5) + 0.7), layout="constrained")
-        axes, panels = _panels(fig, layout)
+        panels = _panels(fig, layout)
         im, partial = None, False
         for ax, arch in panels:
             cells = [[look.get((arch, b, k), {}) for k in exp.test_blurs] for b in exp.train_blurs]
@@ -198,7 +197,7 @@ def heatmaps_figure(exp: Experiment, matrix: pd.DataFrame) -> bytes:
             for s in ax.spines.values():
                 s.set_visible(False)
         if im is not None:
-            fig.colorbar(im, ax=list(axes), label="test accuracy (%)", shrink=0.8)
+            fig.colorbar(im, ax=[ax for ax, _ in panels], label="test accuracy (%)", shrink=0.8)
         fig.suptitle(f"{exp.dataset_name}: mean test accuracy (%) over seeds, train blur × test blur "
                      f"({exp.blur_kind} blur)"
                      + (f"; n=k: a cell resting on k of {len(exp.seeds)} seeds" if partial else ""))
@@ -351,7 +350,7 @@ def robust_figure(exp: Experiment, robust: pd.DataFrame) -> bytes | None:
     mix_colors = matplotlib.colormaps["tab10"]
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(max(5.2 * ncols + 0.6, 9.5), 4.2 * nrows + 1.1), layout="constrained")
-        axes, panels = _panels(fig, layout, sharey=True)
+        panels = _panels(fig, layout, sharey=True)
         handles = {}
         for ax, arch in panels:
             g = robust[robust["arch"] == arch]
