@@ -32,7 +32,7 @@ __all__ = ["write_report", "load_experiment", "tidy_table", "compute", "Experime
 OUTPUTS = ("trials.csv", "trials.parquet", "summary.csv", "summary.md", "matrix.csv", "per_letter.csv",
            "letters_hurt.csv", "confusions.csv", "recovery.csv", "writers.csv", "samples.png", "accuracy_vs_blur.png",
            "loss_vs_blur.png", "heatmaps.png", "learning_curves.png", "per_letter.png", "writers.png", "robust.csv",
-           "robust.png", "report.md", "report.html")
+           "robust.png", "se.csv", "se.png", "report.md", "report.html")
 
 
 def default_out(experiment: str) -> Path:
@@ -56,6 +56,7 @@ def compute(exp: Experiment):
     from hwclf.report.document import Results
 
     from hwclf.report.robust import robust_table
+    from hwclf.report.se import se_table
 
     tidy = T.tidy_table(exp)
     summary = T.summary_table(exp, tidy)
@@ -72,8 +73,8 @@ def compute(exp: Experiment):
     res = Results(tidy=tidy, summary=summary, matrix=matrix, loss_matrix=loss_matrix, per_letter=T.per_letter_table(exp),
                   drops=drops, hurt=hurt, confusions=confusions, writer_accs=writer_accs, writers=writers,
                   recovery=recovery, reference=reference, curves=T.learning_curves_table(exp), models=T.models_table(exp, tidy),
-                  best_arch=best, conclusions=[], robust=robust_table(exp))
-    res.conclusions = conclusions(exp, summary, matrix, recovery, hurt, confusions, writers, best, res.robust)
+                  best_arch=best, conclusions=[], robust=robust_table(exp), se=se_table(exp))
+    res.conclusions = conclusions(exp, summary, matrix, recovery, hurt, confusions, writers, best, res.robust, res.se)
     return res
 
 
@@ -154,6 +155,8 @@ def write_report(experiment, out: str | None = None, *, quiet: bool = False, rec
     put_text("recovery.csv", _csv(res.recovery))
     if len(res.robust):
         put_text("robust.csv", _csv(res.robust))
+    if len(res.se):
+        put_text("se.csv", _csv(res.se))
     if len(res.reference):
         put_text("reference.csv", _csv(res.reference))
     if res.writers is not None:
@@ -168,6 +171,7 @@ def write_report(experiment, out: str | None = None, *, quiet: bool = False, rec
         "per_letter.png": F.per_letter_figure(exp, res.drops),
         "writers.png": F.writers_figure(exp, res.writer_accs, res.best_arch, MIN_WRITER_IMAGES),
         "robust.png": F.robust_figure(exp, res.robust),
+        "se.png": F.se_figure(exp, res.se),
     }
     put_bytes("samples.png", exp.samples_png)
     for name, data in figs.items():

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from hwclf.report.experiment import Experiment
 
-SECTIONS = ("Best architecture", "What training on blur recovers", "Transfer between blur levels",
+SECTIONS = ("Best architecture", "What the Squeeze-and-Excitation block changes", "What training on blur recovers", "Transfer between blur levels",
             "Is one robust model enough?", "Where accuracy falls below half of clean", "Letters", "Writers",
             "Partial results")
-S_BEST, S_RECOVERY, S_TRANSFER, S_ROBUST, S_HALF, S_LETTERS, S_WRITERS, S_PARTIAL = SECTIONS
+S_BEST, S_SE, S_RECOVERY, S_TRANSFER, S_ROBUST, S_HALF, S_LETTERS, S_WRITERS, S_PARTIAL = SECTIONS
 
 
 def section_title(section: str, exp: Experiment) -> str:

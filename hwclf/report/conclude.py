@@ -11,13 +11,14 @@ from typing import NamedTuple
 import pandas as pd
 
 from hwclf.report import fmt
-from hwclf.report.claims import (S_BEST, S_HALF, S_LETTERS, S_PARTIAL, S_RECOVERY, S_ROBUST, S_TRANSFER,  # noqa: F401
-                                 S_WRITERS, SECTIONS, Conclusion, section_title)
+from hwclf.report.claims import (S_BEST, S_HALF, S_LETTERS, S_PARTIAL, S_RECOVERY, S_ROBUST, S_SE,  # noqa: F401
+                                 S_TRANSFER, S_WRITERS, SECTIONS, Conclusion, section_title)
 from hwclf.report.fmt import fmt_blur, join_and, p_value, pct, points
 from hwclf.report.load import Experiment
 from hwclf.report.robust import robust_conclusions
-from hwclf.report.stats import (ALPHA, EXCEEDS, MIN_PAIRED_SEEDS, NOT_DISTINGUISHABLE, TOO_FEW, Paired, holm,
-                                paired)
+from hwclf.report.se import se_conclusions
+from hwclf.report.stats import (ALPHA, EXCEEDS, MIN_PAIRED_SEEDS, NEAR_CHANCE_FRACTION, NOT_DISTINGUISHABLE, TOO_FEW,
+                                Paired, holm, paired)
 from hwclf.report.tables import ALL_ARCHS, MIN_WRITER_IMAGES, lookup, seed_values
 
 # --- templates -------------------------------------------------------------------------------------------
@@ -37,7 +38,6 @@ VERDICT_ALONE = "no other architecture has results here to compare with"
 NEAR_CHANCE = ("{setting}: every architecture is near chance, so none is ranked: the best, {best}, scores {value} "
                "against a chance of {chance} % for {n_classes} classes; no model got a tenth of the way from chance "
                "to 100 %.")
-NEAR_CHANCE_FRACTION = 0.1  # (accuracy - chance) / (1 - chance) below this: a "best" among guessers is noise
 MULTIPLE = ("Multiple comparisons: {n} of the settings above were tested against their runner-up; if no "
             "architecture differed in any of them, {expected} of the {n} tests would still pass p < {alpha} on "
             "average. Holm's correction for the {n} tests keeps {kept}.")
@@ -300,10 +300,10 @@ def partial_conclusion(summary: pd.DataFrame, conclusions: list) -> Conclusion |
 
 def conclusions(exp: Experiment, summary: pd.DataFrame, matrix: pd.DataFrame, recovery: pd.DataFrame,
                 hurt: pd.DataFrame, confusions: pd.DataFrame, writers: pd.DataFrame | None,
-                writer_arch: str | None, robust: pd.DataFrame | None = None) -> list:
+                writer_arch: str | None, robust: pd.DataFrame | None = None, se: pd.DataFrame | None = None) -> list:
 
     look = lookup(matrix)
-    out = (best_conclusions(exp, look) + recovery_conclusions(exp, recovery) + transfer_conclusions(exp, look)
+    out = (best_conclusions(exp, look) + se_conclusions(exp, se) + recovery_conclusions(exp, recovery) + transfer_conclusions(exp, look)
            + robust_conclusions(exp, robust) + half_conclusions(exp, look) + letter_conclusions(exp, hurt, confusions)
            + writer_conclusions(exp, writers, writer_arch))
     p = partial_conclusion(summary, out)

@@ -46,6 +46,7 @@ class Results:
     best_arch: str | None
     conclusions: list
     robust: pd.DataFrame | None = None  # robust.py: mixture vs matched vs clean, empty without mixtures
+    se: pd.DataFrame | None = None  # se.py: each SE twin vs its plain net, empty without twins
 
 
 # --- summary (also summary.md) ---------------------------------------------------------------------------
@@ -236,6 +237,12 @@ def tables_blocks(exp: Experiment, res: Results) -> list:
                             "Accuracy (%). The reference comes from the config (extra.reference); it is not recomputed "
                             "here, and it may be another dataset or protocol: read its label."))
 
+    if res.se is not None and len(res.se):
+        from hwclf.report.se import SE_CAPTION, SE_COLUMNS, se_rows
+
+        blocks.append(Heading(3, "What the Squeeze-and-Excitation block changes"))
+        blocks.append(Table(SE_COLUMNS, se_rows(res.se), SE_CAPTION))
+
     if res.robust is not None and len(res.robust):
         from hwclf.report.robust import ROBUST_CAPTION, ROBUST_COLUMNS, robust_rows
 
@@ -296,6 +303,10 @@ FIGURES = [
     ("per_letter.png", "per-{noun} accuracy drop",
      "Accuracy each {noun} loses at each blurred test level relative to the clean test (models trained clean)."),
     ("writers.png", "per-writer accuracy", "Spread of per-writer accuracy across test writers."),
+    ("se.png", "SE twin minus plain net",
+     "Per family: accuracy of the net with Squeeze-and-Excitation blocks minus the plain net, trained the same way, "
+     "paired over seeds, with its 95% CI; filled: beyond the seed spread after Holm's correction within the family; "
+     "grey: both near chance, not tested."),
     ("robust.png", "one robust model vs specialists",
      "Per architecture: the model trained on a blur mixture, the model trained at each test blur (matched) and the "
      "clean-trained model, at every test blur; band: 95% CI over seeds; dotted lines: the mixture's levels."),

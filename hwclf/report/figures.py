@@ -395,3 +395,59 @@ def robust_figure(exp: Experiment, robust: pd.DataFrame) -> bytes | None:
             fig.legend(list(handles.values()), list(handles), loc="outside lower center",
                        ncol=min(len(handles), 2 if ncols == 1 else 4), frameon=False)
         return to_png(fig)
+
+
+def se_figure(exp: Experiment, se: pd.DataFrame) -> bytes | None:
+    """A forest plot per family: SE twin minus plain net (points) with its 95% CI in every setting, one row per
+    setting; a filled marker holds after Holm's correction within the family, a hollow one does not."""
+    from hwclf.report.se import NEAR_CHANCE, setting_text
+    from hwclf.report.stats import ALPHA, TOO_FEW
+
+    if se is None or not len(se):
+        return None
+    families = list(dict.fromkeys(se["family"]))
+    settings = list(dict.fromkeys(zip(se["setting"], se["train_blur"], se["test_blur"])))
+    styles = arch_styles(exp.archs)
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(3.9 * len(families) + 2.6, 0.32 * len(settings) + 2.0), layout="constrained")
+        axes = fig.subplots(1, len(families), squeeze=False, sharey=True, sharex=True)[0]
+        y_of = {s: i for i, s in enumerate(settings)}
+        for ax, fam in zip(axes, families):
+            g = se[se["family"] == fam]
+            color = styles.get(fam, {}).get("color", "black")
+            ax.axvline(0, color="#555555", linewidth=1, zorder=1)
+            for r in g.to_dict("records"):
+                y = y_of[(r["setting"], r["train_blur"], r["test_blur"])]
+                if not r["n"] or not np.isfinite(r["diff"]):
+                    continue
+                d = r["diff"] * 100
+                if r["verdict"] == NEAR_CHANCE:
+                    ax.plot([d], [y], marker="x", color="#aaaaaa", linestyle="none", zorder=3)
+                    continue
+                if r["verdict"] == TOO_FEW:  # one or two seeds: a value, no interval, no test
+                    ax.plot([d], [y], marker="D", markersize=5, color=color, markerfacecolor="white", alpha=0.6,
+                            linestyle="none", zorder=3)
+                    continue
+                lo, hi = r["ci_low"] * 100, r["ci_high"] * 100
+                if np.isfinite(lo) and np.isfinite(hi):
+                    ax.plot([lo, hi], [y, y], color=color, linewidth=1.6, zorder=2)
+                held = np.isfinite(r["p_holm"]) and r["p_holm"] < ALPHA
+                ax.plot([d], [y], marker="o", markersize=6, color=color, markerfacecolor=color if held else "white",
+                        linestyle="none", zorder=3)
+            ax.set_title(f"{g['twin'].iloc[0]} − {fam}")
+            ax.set_xlabel("difference (points)")
+            ax.grid(True, axis="x", alpha=0.3)
+        axes[0].set_yticks(range(len(settings)))
+        axes[0].set_yticklabels([setting_text(*s) for s in settings])
+        axes[0].invert_yaxis()
+        handles = [Line2D([], [], marker="o", color="#444444", linestyle="-", label="held after Holm (p < 0.05)"),
+                   Line2D([], [], marker="o", color="#444444", markerfacecolor="white", linestyle="-",
+                          label="within the seed spread (or not after Holm)"),
+                   Line2D([], [], marker="x", color="#aaaaaa", linestyle="none", label="both near chance: not tested")]
+        if (se["verdict"] == TOO_FEW).any():
+            handles.append(Line2D([], [], marker="D", color="#444444", markerfacecolor="white", alpha=0.6,
+                                  linestyle="none", label="fewer than 3 paired seeds: no test"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+        fig.suptitle(f"{exp.dataset_name}: what the Squeeze-and-Excitation block changes\n"
+                     "SE twin minus plain net, trained the same way; mean over paired seeds, bar = 95% CI")
+        return to_png(fig)

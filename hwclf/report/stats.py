@@ -17,6 +17,7 @@ from scipy import stats as _st
 CI_LEVEL = 0.95
 MIN_PAIRED_SEEDS = 3  # a paired t-test on two seeds has one degree of freedom: too few to tell
 ALPHA = 0.05
+NEAR_CHANCE_FRACTION = 0.1  # (accuracy - chance) / (1 - chance) below this: a "best" among guessers is noise
 
 EXCEEDS, NOT_DISTINGUISHABLE, TOO_FEW = "exceeds", "not_distinguishable", "too_few"
 
