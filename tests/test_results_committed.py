@@ -16,12 +16,16 @@ import pytest
 from scipy import stats
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-STUDIES = sorted(p.parent.parent for p in RESULTS.glob("*/report/trials.csv"))
+REPORTED = sorted(p.parent.parent for p in RESULTS.glob("*/report/trials.csv"))
+# one sweep (its sweep.yaml beside the report), or a study run in parts from a preset and merged from the parts'
+# records (records/<part>/, each with the sweep.yaml and hwclf-sweep.json of its run)
+STUDIES = [d for d in REPORTED if (d / "sweep.yaml").is_file()]
+MERGED = [d for d in REPORTED if not (d / "sweep.yaml").is_file() and any((d / "records").glob("*/sweep.yaml"))]
 
 
 def test_there_are_committed_studies():
-    # femnist-blur is being rerun converged, in parts (results/femnist-blur/README.md): it returns here when complete
     assert {p.name for p in STUDIES} >= {"femnist-study1"}
+    assert set(REPORTED) == set(STUDIES) | set(MERGED), "a report without the config(s) it ran with"
 
 
 @pytest.fixture(params=STUDIES, ids=[p.name for p in STUDIES])
@@ -42,9 +46,7 @@ def _canonical(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(train_blur=df["train_blur"].map(blur_value))
 
 
-def test_config_readme_and_fingerprint(study):
-    d, cfg, sweep, _ = study
-    assert cfg.name == d.name
+def _assert_config_is_the_recorded_one(cfg, sweep: dict) -> None:
     recorded, current = sweep["config"], json.loads(json.dumps(cfg.to_dict()))
     # Keys added to the config after a study ran take their defaults, which reproduce that study:
     # precision float32 (the only precision then), reuse_actors (results bit-identical either way, tested),
@@ -56,6 +58,12 @@ def test_config_readme_and_fingerprint(study):
                                                "epochs_by_train_blur": {}}.items()
                                                if k in added}
     assert {k: current[k] for k in recorded} == recorded, "sweep.yaml must be the config the sweep ran with"
+
+
+def test_config_readme_and_fingerprint(study):
+    d, cfg, sweep, _ = study
+    assert cfg.name == d.name
+    _assert_config_is_the_recorded_one(cfg, sweep)
     readme = (d / "README.md").read_text()
     assert f"python sweep/run.py --config results/{d.name}/sweep.yaml" in readme
     fingerprint = sweep["dataset"]["fingerprint"]
@@ -83,6 +91,10 @@ def _ci_half(values: np.ndarray) -> float:
 
 def test_summary_and_matrix_are_aggregates_of_the_trials(study):
     d, cfg, _, trials = study
+    _assert_aggregates(d, cfg, trials)
+
+
+def _assert_aggregates(d: Path, cfg, trials: pd.DataFrame) -> None:
     complete = trials[trials["status"] == "complete"]
     summary = _canonical(pd.read_csv(d / "report" / "summary.csv"))
     matrix = _canonical(pd.read_csv(d / "report" / "matrix.csv"))
@@ -107,13 +119,16 @@ def test_summary_and_matrix_are_aggregates_of_the_trials(study):
 
 
 def test_report_files_are_there_and_small(study):
-    d = study[0]
+    _assert_report_files(study[0])
+
+
+def _assert_report_files(d: Path) -> None:
     for name in ("report.md", "report.html", "summary.csv", "summary.md", "matrix.csv", "accuracy_vs_blur.png",
                  "heatmaps.png", "learning_curves.png", "samples.png"):
         assert (d / "report" / name).is_file(), name
     # What is committed (raw Tune directories beside it are git-ignored and may exist locally)
     committed = [*(d / "report").rglob("*"), *(d / n for n in ("README.md", "sweep.yaml", "hwclf-sweep.json")),
-                 *d.glob("investigat*")]
+                 *d.glob("investigat*"), *(d / "records").glob("*/*")]
     total = sum(p.stat().st_size for p in committed if p.is_file() and p.suffix != ".parquet")
     assert total < 8 * 2**20, f"{d.name}: {total / 2**20:.1f} MiB committed; keep results small"
 
@@ -130,10 +145,74 @@ def test_committed_fingerprint_is_the_data_here(study, femnist_dir):
 
 def test_no_committed_accuracy_interval_leaves_0_1(study):
     """Every accuracy interval a committed study shows (summary and matrix) lies within [0, 1]."""
-    d = study[0]
+    _assert_intervals_within_0_1(study[0])
+
+
+def _assert_intervals_within_0_1(d: Path) -> None:
     summary = pd.read_csv(d / "report" / "summary.csv")
     matrix = pd.read_csv(d / "report" / "matrix.csv")
     bounds = [summary[c] for c in summary.columns if "accuracy_ci_" in c] + [matrix["ci_low"], matrix["ci_high"]]
     for col in bounds:
         values = col.dropna()
         assert values.between(0, 1).all(), f"{d.name}: {col.name} leaves [0, 1]: {values[~values.between(0, 1)]}"
+
+
+# --- a study run in parts from a preset (results/femnist-blur) --------------------------------------------
+
+@pytest.fixture(params=MERGED, ids=[p.name for p in MERGED])
+def merged(request):
+    """(study dir, the preset it ran, [(part dir, part config, its hwclf-sweep.json)], trials of the report)."""
+    from hwclf.config import SweepConfig
+    from sweep.run import config_dir
+
+    d = request.param
+    preset = SweepConfig.from_yaml(config_dir() / f"{d.name}.yaml")
+    parts = [(p, SweepConfig.from_yaml(p / "sweep.yaml"), json.loads((p / "hwclf-sweep.json").read_text()))
+             for p in sorted((d / "records").glob("*/")) if (p / "sweep.yaml").is_file()]
+    return d, preset, parts, _canonical(pd.read_csv(d / "report" / "trials.csv"))
+
+
+# keys a part sets on the command line (what it runs, and where the data is); the recipe is the preset's
+PART_KEYS = {"name", "archs", "seeds", "train_blur", "data_dir", "description", "epochs_by_train_blur"}
+
+
+def test_every_part_ran_the_preset_recipe_and_the_readme_says_how(merged):
+    d, preset, parts, trials = merged
+    readme = (d / "README.md").read_text()
+    report = (d / "report" / "report.md").read_text()
+    want = json.loads(json.dumps(preset.to_dict()))
+    for p, cfg, sweep in parts:
+        assert cfg.name.startswith(f"{d.name}-"), p
+        _assert_config_is_the_recorded_one(cfg, sweep)
+        got = json.loads(json.dumps(cfg.to_dict()))
+        assert {k: got[k] for k in want if k not in PART_KEYS} == {k: want[k] for k in want if k not in PART_KEYS}, p
+        assert sweep["finished_at"] and sweep["trials_complete"] == len(cfg.grid()), p
+        assert sweep["dataset"]["fingerprint"] in report
+        assert f"--name {cfg.name}" in readme, f"the README must give the command of part {cfg.name}"
+        if got["epochs_by_train_blur"] != want["epochs_by_train_blur"]:
+            # a part run before the preset gave rows their own budget: those rows must have left its records
+            own = {str(k) for k in want["epochs_by_train_blur"]}
+            kept = trials[trials["trial"].isin(_part_trials(p)) & trials["train_blur"].astype(str).isin(own)]
+            assert kept.empty, f"{p}: rows {sorted(own)} trained for the old budget are still in the study"
+    if preset.dataset == "femnist-letters":
+        assert "FEMNIST" in readme and "not EMNIST" in readme
+
+
+def _part_trials(part: Path) -> set:
+    import gzip
+
+    with gzip.open(part / "hwclf-records.jsonl.gz", "rt") as f:
+        return {json.loads(line).get("trial") for line in f} - {None}
+
+
+def test_merged_trials_cover_the_preset_grid_with_each_rows_budget(merged):
+    d, preset, _, trials = merged
+    complete = trials[trials["status"] == "complete"]
+    cells = {(r.arch, r.train_blur, int(r.seed)) for r in complete.itertuples()}
+    assert cells == {(c["arch"], c["blur"], c["seed"]) for c in preset.grid()}
+    for (arch, b, seed), g in complete.groupby(["arch", "train_blur", "seed"]):
+        assert sorted(g["test_blur"].astype(int)) == sorted(preset.test_blur)
+        assert (g["epochs"] == dict(preset.epochs_by_train_blur).get(b, preset.epochs)).all(), (arch, b, seed)
+    _assert_aggregates(d, preset, trials)
+    _assert_report_files(d)
+    _assert_intervals_within_0_1(d)
