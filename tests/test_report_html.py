@@ -108,6 +108,15 @@ def test_sections_in_order(report):
     assert html.index("samples.png") < html.index("Conclusions</h2>")  # the samples come first
 
 
+def test_every_heading_id_is_unique_so_each_link_reaches_its_own_section(report):
+    _, html = report
+    ids = re.findall(r'<h[1-6] id="([^"]*)"', html)
+    assert "what-training-on-blur-recovers" in ids  # a conclusions section and a table share this title
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    for target in re.findall(r'<a href="#([^"]*)"', html):
+        assert target in ids
+
+
 def _chromium() -> str:
     for c in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or ""):
         if c and os.path.exists(c):

@@ -140,14 +140,28 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def unique_anchors(blocks: list) -> dict:
+    """id(heading) -> its anchor, numbered from the second use on ("is-one-robust-model-enough-2"): a conclusions
+    section and its table share a title, and an id must be unique for a link to reach the one it names."""
+    seen: dict = {}
+    out = {}
+    for b in blocks:
+        if isinstance(b, Heading):
+            seen[b.anchor] = seen.get(b.anchor, 0) + 1
+            out[id(b)] = b.anchor if seen[b.anchor] == 1 else f"{b.anchor}-{seen[b.anchor]}"
+    return out
+
+
 def render_html(blocks: list, title: str) -> str:
     body = []
+    anchors = unique_anchors(blocks)
     toc = [b for b in blocks if isinstance(b, Heading) and b.level == 2]
     for b in blocks:
         if isinstance(b, Heading):
-            body.append(f'<h{b.level} id="{_esc(b.anchor)}">{_esc(b.text)}</h{b.level}>')
+            body.append(f'<h{b.level} id="{_esc(anchors[id(b)])}">{_esc(b.text)}</h{b.level}>')
             if b.level == 1 and toc:
-                body.append("<nav>" + "".join(f'<a href="#{_esc(h.anchor)}">{_esc(h.text)}</a>' for h in toc) + "</nav>")
+                body.append("<nav>" + "".join(f'<a href="#{_esc(anchors[id(h)])}">{_esc(h.text)}</a>' for h in toc)
+                            + "</nav>")
         elif isinstance(b, Para):
             cls = ' class="note"' if b.kind == "note" else ""
             body.append(f"<p{cls}>{_esc(b.text)}</p>")
