@@ -29,12 +29,12 @@ TWIN.update({(5, 5): [0.83, 0.86, 0.84], (MIX, 10): [0.68, 0.70, 0.70], (0, 0): 
              (0, 10): [0.36, 0.35, 0.37], (0, 5): [0.51, 0.55, 0.53]})
 
 
-def make_study(exp, *, archs=("basic", "basic_se"), seeds=SEEDS):
+def make_study(exp, *, archs=("basic", "basic_se"), seeds=SEEDS, twin_seeds=None):
     write_sweep(exp, archs=list(archs), train_blur=TRAIN, seeds=list(seeds), test_blur=TEST)
     for a in archs:
         table = TWIN if a.endswith("_se") else PLAIN
         for b in TRAIN:
-            for s in seeds:
+            for s in (twin_seeds if a.endswith("_se") and twin_seeds is not None else seeds):
                 write_trial(exp, a, b, s, [level(k, table[(b, k)][s]) for k in TEST], test_blur=TEST)
     return exp
 
@@ -96,3 +96,15 @@ def test_two_seeds_give_a_difference_but_no_verdict(tmp_path):
     md = (out / "report.md").read_text()
     assert "too few paired seeds to tell in 6 settings (at least 3 needed)" in md
     assert "Holm's correction over" not in md.split("### What the Squeeze")[1].split("###")[0]
+
+
+def test_while_the_twin_has_fewer_seeds_both_means_are_over_the_seeds_both_have(tmp_path):
+    exp = make_study(tmp_path / "study", twin_seeds=[0])  # the plain net has seeds 0-2, the twin only seed 0
+    out = write_report(str(exp), quiet=True).parent
+    se = pd.read_csv(out / "se.csv")
+    row = se[(se["setting"] == "matched") & (se["test_blur"] == 5)].iloc[0]
+    assert row["n"] == 1 and row["verdict"] == "too_few"
+    assert row["plain_mean"] == pytest.approx(PLAIN[(5, 5)][0]) and row["twin_mean"] == pytest.approx(TWIN[(5, 5)][0])
+    assert row["twin_mean"] - row["plain_mean"] == pytest.approx(row["diff"])
+    md = (out / "report.md").read_text()
+    assert "| basic_se vs basic | trained and tested at blur 5 | 1 | 78.0 | 83.0 | +5.0 (n=1: no CI) | n=1: no test |" in md

@@ -20,15 +20,15 @@ from hwclf.report.claims import S_SE, Conclusion
 from hwclf.report.families import SE_SUFFIX, family_order
 from hwclf.report.fmt import fmt_blur, join_and, p_value, pct, points
 from hwclf.report.load import Experiment
-from hwclf.report.stats import (ALPHA, EXCEEDS, NEAR_CHANCE_FRACTION, NOT_DISTINGUISHABLE, TOO_FEW, describe, holm,
-                                metric_range, paired)
+from hwclf.report.stats import ALPHA, EXCEEDS, NEAR_CHANCE_FRACTION, NOT_DISTINGUISHABLE, TOO_FEW, holm, paired
 from hwclf.report.tables import seed_values
 
 MATCHED, CLEAN, MIXTURE = "matched", "clean-trained", "mixture"
 NEAR_CHANCE = "near chance"  # the verdict of a setting left untested
 
-COLUMNS = ["family", "plain", "twin", "setting", "train_blur", "test_blur", "plain_n", "plain_mean", "twin_n",
-           "twin_mean", "n", "diff", "ci_low", "ci_high", "p", "verdict", "p_holm"]
+# means over the n seeds both nets have (so that twin_mean - plain_mean is diff, also while a part is missing)
+COLUMNS = ["family", "plain", "twin", "setting", "train_blur", "test_blur", "n", "plain_mean", "twin_mean", "diff",
+           "ci_low", "ci_high", "p", "verdict", "p_holm"]
 
 SETTING_WORDS = {MATCHED: "trained and tested at blur {k}", CLEAN: "trained clean, tested at blur {k}",
                  MIXTURE: "trained on {b}, tested at blur {k}"}
@@ -80,15 +80,13 @@ def se_table(exp: Experiment) -> pd.DataFrame:
             if not (exp.expected(plain, b) and exp.expected(twin, b)):
                 continue
             vp, vt = seed_values(exp, plain, b, k), seed_values(exp, twin, b, k)
-            dp = describe(list(vp.values()), bounds=metric_range("accuracy"))
-            dt = describe(list(vt.values()), bounds=metric_range("accuracy"))
             seeds = sorted(set(vp) & set(vt))
+            mp, mt = (float(np.mean([v[s] for s in seeds])) if seeds else np.nan for v in (vp, vt))
             c = paired([vt[s] for s in seeds], [vp[s] for s in seeds])
             row = {"family": plain, "plain": plain, "twin": twin, "setting": setting, "train_blur": b, "test_blur": k,
-                   "plain_n": dp.n, "plain_mean": dp.mean, "twin_n": dt.n, "twin_mean": dt.mean, "n": c.n,
-                   "diff": c.diff_mean, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p,
-                   "verdict": c.verdict if c.n else TOO_FEW, "p_holm": np.nan}
-            if dp.n and dt.n and max(dp.mean, dt.mean) < floor:
+                   "n": c.n, "plain_mean": mp, "twin_mean": mt, "diff": c.diff_mean, "ci_low": c.ci_low,
+                   "ci_high": c.ci_high, "p": c.p, "verdict": c.verdict if c.n else TOO_FEW, "p_holm": np.nan}
+            if seeds and max(mp, mt) < floor:
                 row.update(p=np.nan, verdict=NEAR_CHANCE)
             fam_rows.append(row)
         adjusted = holm([r["p"] for r in fam_rows])
@@ -167,26 +165,25 @@ def se_conclusions(exp: Experiment, table: pd.DataFrame | None) -> list:
     return out
 
 
-SE_COLUMNS = ["Family", "Setting", "Plain (%)", "SE twin (%)", "SE − plain (points) [95% CI]", "p", "Holm-adjusted p"]
-SE_CAPTION = ("Means over seeds; the difference is paired by seed (two-sided paired t-test, at least 3 seeds), "
+SE_COLUMNS = ["Family", "Setting", "Seeds", "Plain (%)", "SE twin (%)", "SE − plain (points) [95% CI]", "p",
+              "Holm-adjusted p"]
+SE_CAPTION = ("Means over the seeds both nets have; the difference is paired by seed (two-sided paired t-test, at least "
+              "3 seeds), "
               "and Holm's correction runs over the tested settings of one family. A setting where both nets are near "
               "chance (less than a tenth of the way from chance to 100 %) is not tested. All numbers: se.csv.")
 
 
 def se_rows(table: pd.DataFrame) -> list:
     """The report's table: one row per (family, setting)."""
-    def mean(r, who):
-        return pct(r[f"{who}_mean"]) + ("" if r[f"{who}_n"] != 1 else " (n=1)") if r[f"{who}_n"] else fmt.DASH
-
     rows = []
     for r in table.to_dict("records"):
-        if r["n"]:
+        if r["n"] > 1:
             diff = f"{points(r['diff'])} {fmt.ci_points(r['ci_low'], r['ci_high'])}"
         else:
-            diff = fmt.DASH
+            diff = f"{points(r['diff'])} (n=1: no CI)" if r["n"] else fmt.DASH
         p = r["verdict"] if r["verdict"] == NEAR_CHANCE else (p_value(r["p"]) if np.isfinite(r["p"]) else
                                                                f"n={r['n']}: no test")
         ph = p_value(r["p_holm"]) if np.isfinite(r["p_holm"]) else fmt.DASH
         rows.append([f"{r['twin']} vs {r['plain']}", setting_text(r["setting"], r["train_blur"], r["test_blur"]),
-                     mean(r, "plain"), mean(r, "twin"), diff, p, ph])
+                     str(r["n"]), pct(r["plain_mean"]), pct(r["twin_mean"]), diff, p, ph])
     return rows
