@@ -100,8 +100,12 @@ def setting_text(setting: str, b, k) -> str:
     return SETTING_WORDS[setting].format(b=fmt_blur(b), k=fmt_blur(k))
 
 
+def _setting(r: dict) -> str:
+    return setting_text(r["setting"], r["train_blur"], r["test_blur"])
+
+
 def _item(r) -> str:
-    return ITEM.format(setting=setting_text(r["setting"], r["train_blur"], r["test_blur"]), diff=points(r["diff"]),
+    return ITEM.format(setting=_setting(r), diff=points(r["diff"]),
                        ci=fmt.ci_points(r["ci_low"], r["ci_high"]), p=p_value(r["p"]))
 
 
@@ -128,15 +132,13 @@ def se_conclusions(exp: Experiment, table: pd.DataFrame | None) -> list:
         if within:
             diffs = [r["diff"] for r in within]
             which = (f"in the other {len(within)} settings" if parts else f"in all {len(within)} settings tested") \
-                if len(within) > 1 else "when " + setting_text(within[0]["setting"], within[0]["train_blur"],
-                                                               within[0]["test_blur"])
+                if len(within) > 1 else "when " + _setting(within[0])
             d = (PART_WITHIN_DIFFS.format(lo=points(min(diffs)), hi=points(max(diffs))) if len(within) > 1
                  else PART_WITHIN_ONE.format(d=points(diffs[0])))
             parts.append(PART_WITHIN.format(which=which, diffs=d))
         for group, many, one in ((few, PART_FEW, PART_FEW_ONE), (chance, PART_CHANCE, PART_CHANCE_ONE)):
             if len(group) == 1:
-                parts.append(one.format(setting=setting_text(group[0]["setting"], group[0]["train_blur"],
-                                                             group[0]["test_blur"])))
+                parts.append(one.format(setting=_setting(group[0])))
             elif group:
                 parts.append(many.format(m=len(group)))
         text = FAMILY.format(twin=twin, plain=plain, parts="; ".join(parts))
@@ -145,7 +147,7 @@ def se_conclusions(exp: Experiment, table: pd.DataFrame | None) -> list:
             kept = [r for r in ahead + behind if r["p_holm"] < ALPHA]
             if kept:
                 text += " " + HOLM_KEPT.format(n=len(tested), kept=join_and(
-                    [f"{setting_text(r['setting'], r['train_blur'], r['test_blur'])} (adjusted {p_value(r['p_holm'])})"
+                    [f"{_setting(r)} (adjusted {p_value(r['p_holm'])})"
                      for r in kept]))
             else:
                 text += " " + HOLM_NONE.format(n=len(tested), p=p_value(min(r["p_holm"] for r in ahead + behind)),
@@ -154,7 +156,7 @@ def se_conclusions(exp: Experiment, table: pd.DataFrame | None) -> list:
         n_families += bool(tested)
         kept_all = [r for r in tested if r["p_holm"] < ALPHA]
         n_kept += len(kept_all)
-        kept_where += [f"{twin} {setting_text(r['setting'], r['train_blur'], r['test_blur'])}" for r in kept_all]
+        kept_where += [f"{twin} {_setting(r)}" for r in kept_all]
         cells = {(a, r["train_blur"]) for r in rows for a in (plain, twin)}
         out.append(Conclusion(S_SE, text, label=f"SE block in {plain}", cells=cells))
     if n_families > 1:
@@ -184,6 +186,6 @@ def se_rows(table: pd.DataFrame) -> list:
         p = r["verdict"] if r["verdict"] == NEAR_CHANCE else (p_value(r["p"]) if np.isfinite(r["p"]) else
                                                                f"n={r['n']}: no test")
         ph = p_value(r["p_holm"]) if np.isfinite(r["p_holm"]) else fmt.DASH
-        rows.append([f"{r['twin']} vs {r['plain']}", setting_text(r["setting"], r["train_blur"], r["test_blur"]),
+        rows.append([f"{r['twin']} vs {r['plain']}", _setting(r),
                      str(r["n"]), pct(r["plain_mean"]), pct(r["twin_mean"]), diff, p, ph])
     return rows
