@@ -261,30 +261,46 @@ def test_export_of_a_record_set_is_refused(tmp_path, capsys):
 
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-WITH_RECORDS = sorted(p.parent.parent for p in RESULTS.glob(f"*/records/{RECORDS_FILE}")
-                      if (p.parent.parent / "report" / "trials.csv").is_file())  # records-only sets: next test
-RECORDS_ONLY = sorted(p.parent.parent for p in RESULTS.glob(f"*/records/{RECORDS_FILE}")
-                      if not (p.parent.parent / "report").exists())
+
+
+def _record_sets(study: Path) -> list[Path]:
+    """One record set (records/), or a study run in parts, one set per part (records/<part>/)."""
+    if (study / "records" / RECORDS_FILE).is_file():
+        return [study / "records"]
+    return sorted(p.parent for p in (study / "records").glob(f"*/{RECORDS_FILE}"))
+
+
+def _rebuild_command(study: Path) -> str:
+    merged = _record_sets(study) != [study / "records"]
+    return f"hwclf report results/{study.name}/records{'/*' if merged else ''} --out results/{study.name}/report"
+
+
+STUDIES_WITH_RECORDS = sorted(d for d in RESULTS.iterdir() if d.is_dir() and _record_sets(d))
+WITH_RECORDS = [d for d in STUDIES_WITH_RECORDS if (d / "report" / "trials.csv").is_file()]
+RECORDS_ONLY = [d for d in STUDIES_WITH_RECORDS if not (d / "report").exists()]  # records-only sets: next test
 
 
 @pytest.mark.skipif(not WITH_RECORDS, reason="no committed study carries records yet (results/*/records/)")
 @pytest.mark.parametrize("study", WITH_RECORDS, ids=[p.name for p in WITH_RECORDS])
 def test_committed_records_rebuild_the_committed_report(study, tmp_path, fast_figures):
-    out = write_report(str(study / "records"), str(tmp_path / "report"), quiet=True).parent
+    """The README's rebuild command, run on the committed records alone, gives the committed tables."""
+    out = write_report([str(s) for s in _record_sets(study)], str(tmp_path / "report"), quiet=True).parent
     for name in ("trials.csv", "summary.csv", "matrix.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(study / "report" / name), obj=name)
-    command = f"hwclf report results/{study.name}/records --out results/{study.name}/report"
-    assert command in (study / "README.md").read_text()
+    assert _rebuild_command(study) in (study / "README.md").read_text()
 
 
 @pytest.mark.parametrize("study", RECORDS_ONLY, ids=[p.name for p in RECORDS_ONLY])
 def test_committed_records_without_a_report_build_one_and_say_how(study, tmp_path, fast_figures):
-    out = write_report(str(study / "records"), str(tmp_path / "report"), quiet=True).parent
-    trials = pd.read_csv(out / "trials.csv")
-    assert (trials["status"] == "complete").all() and len(trials) > 0
-    command = f"hwclf report results/{study.name}/records --out results/{study.name}/report"
-    assert command in (study / "README.md").read_text()
-
+    readme = (study / "README.md").read_text()
+    for i, records in enumerate(_record_sets(study)):
+        out = write_report(str(records), str(tmp_path / f"report{i}"), quiet=True).parent
+        trials = pd.read_csv(out / "trials.csv")
+        assert (trials["status"] == "complete").all() and len(trials) > 0
+    if _record_sets(study) == [study / "records"]:
+        assert _rebuild_command(study) in readme
+    else:  # separate runs, not parts of one grid: a report each
+        assert f"hwclf report results/{study.name}/records/" in readme
 
 
 def test_merged_parts_list_each_net_beside_its_se_twin(tmp_path, fast_figures):
