@@ -121,3 +121,16 @@ def test_every_committed_preset_loads():
         cfg = SweepConfig.from_yaml(p)
         assert cfg.name == p.stem, f"{p.name}: name should match the file name"
         assert "python sweep/run.py" in p.read_text() or "ray submit" in p.read_text(), f"{p.name}: header lacks the command"
+
+
+def test_emnist_full_runs_the_femnist_blur_study_on_emnist():
+    """emnist-full says it is femnist-blur's study on EMNIST, "so the two studies compare": the same grid and
+    recipe, each row's budget included (the k = 30 row needs 20 epochs); only the data and the compute differ."""
+    from pathlib import Path
+
+    configs = Path(__file__).parents[1] / "sweep" / "configs"
+    full, blur = (SweepConfig.from_yaml(configs / f"{n}.yaml").to_dict() for n in ("emnist-full", "femnist-blur"))
+    differ_by_design = {"name", "description", "dataset", "data_dir", "cpus_per_trial", "gpus_per_trial",
+                        "threads_per_trial", "max_concurrent", "max_failures", "storage", "reuse_actors"}
+    assert {k: v for k, v in full.items() if k not in differ_by_design} == \
+        {k: v for k, v in blur.items() if k not in differ_by_design}
