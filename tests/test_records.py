@@ -263,16 +263,20 @@ def test_export_of_a_record_set_is_refused(tmp_path, capsys):
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
+def _one_set(study: Path) -> bool:
+    """records/ is one record set; otherwise the study ran in parts, one set per part (records/<part>/)."""
+    return (study / "records" / RECORDS_FILE).is_file()
+
+
 def _record_sets(study: Path) -> list[Path]:
-    """One record set (records/), or a study run in parts, one set per part (records/<part>/)."""
-    if (study / "records" / RECORDS_FILE).is_file():
+    if _one_set(study):
         return [study / "records"]
     return sorted(p.parent for p in (study / "records").glob(f"*/{RECORDS_FILE}"))
 
 
 def _rebuild_command(study: Path) -> str:
-    merged = _record_sets(study) != [study / "records"]
-    return f"hwclf report results/{study.name}/records{'/*' if merged else ''} --out results/{study.name}/report"
+    records = f"results/{study.name}/records" + ("" if _one_set(study) else "/*")
+    return f"hwclf report {records} --out results/{study.name}/report"
 
 
 STUDIES_WITH_RECORDS = sorted(d for d in RESULTS.iterdir() if d.is_dir() and _record_sets(d))
@@ -297,7 +301,7 @@ def test_committed_records_without_a_report_build_one_and_say_how(study, tmp_pat
         out = write_report(str(records), str(tmp_path / f"report{i}"), quiet=True).parent
         trials = pd.read_csv(out / "trials.csv")
         assert (trials["status"] == "complete").all() and len(trials) > 0
-    if _record_sets(study) == [study / "records"]:
+    if _one_set(study):
         assert _rebuild_command(study) in readme
     else:  # separate runs, not parts of one grid: a report each
         assert f"hwclf report results/{study.name}/records/" in readme
